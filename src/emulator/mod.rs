@@ -1,0 +1,1 @@
+//! An HTTP emulator of the checkpoint API (work in progress).

@@ -1,0 +1,4 @@
+//! checkpoint-batcher (work in progress).
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
