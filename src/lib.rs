@@ -1,4 +1,41 @@
-//! checkpoint-batcher (work in progress).
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod backend;
+mod batcher;
+mod config;
+mod error;
+pub mod retry;
+pub mod size;
+pub mod validate;
 
 #[cfg(feature = "emulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
+
+pub use backend::{DEFAULT_ATTEMPT_TIMEOUT, DurableBackend, InMemoryBackend, RealBackend};
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use backend::{Fault, FaultyBackend, RandomFaults};
+pub use batcher::assemble;
+pub use batcher::{
+    AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, CheckpointAck,
+    CheckpointBatcher,
+};
+pub use config::{BatcherConfig, RetryPolicy, SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
+pub use error::{
+    BackendError, BatchFailure, BatcherError, CloseReason, Closed, ConfigError, ErrorKind,
+    FailureScope, InvalidUpdate,
+};

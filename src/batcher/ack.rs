@@ -1,0 +1,125 @@
+//! What a caller gets back: the acknowledgement of its update, and the future that brings it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aws_sdk_lambda::types::Operation;
+use tokio::sync::oneshot;
+
+use super::shared::Shared;
+use crate::error::{BatcherError, CloseReason};
+
+/// One acknowledged batch, shared by the acknowledgements of all its updates.
+#[derive(Debug)]
+pub(crate) struct AckedBatch {
+    pub(crate) token: Option<String>,
+    pub(crate) sequence: u64,
+    pub(crate) updates: usize,
+    pub(crate) bytes: usize,
+    pub(crate) operations: Vec<Operation>,
+}
+
+/// The acknowledgement of a durable update: the checkpoint that carried it succeeded.
+///
+/// Every acknowledgement of one batch shares the batch's data (one `Arc`): cloning an
+/// acknowledgement, or handing one to each of 250 callers, copies neither the token nor the
+/// operations.
+#[derive(Clone, Debug)]
+pub struct CheckpointAck {
+    batch: Arc<AckedBatch>,
+    position: Option<usize>,
+}
+
+impl CheckpointAck {
+    pub(crate) fn new(batch: Arc<AckedBatch>, position: Option<usize>) -> Self {
+        Self { batch, position }
+    }
+
+    /// The token the checkpoint returned, which the batcher now holds; `None` when the service
+    /// ended the chain (the execution completed, or the token was revoked).
+    #[must_use]
+    pub fn checkpoint_token(&self) -> Option<&str> {
+        self.batch.token.as_deref()
+    }
+
+    /// The batch's sequence number: 1 for the first checkpoint call this batcher made.
+    #[must_use]
+    pub fn batch_sequence(&self) -> u64 {
+        self.batch.sequence
+    }
+
+    /// How many updates the batch carried.
+    #[must_use]
+    pub fn batch_updates(&self) -> usize {
+        self.batch.updates
+    }
+
+    /// The request body bytes of the batch, as sent.
+    #[must_use]
+    pub fn batch_bytes(&self) -> usize {
+        self.batch.bytes
+    }
+
+    /// This update's index in its batch; `None` for the acknowledgement of a
+    /// [`refresh`](crate::BatcherHandle::refresh).
+    #[must_use]
+    pub fn position(&self) -> Option<usize> {
+        self.position
+    }
+
+    /// The operations of the response's new execution state, including every further page the
+    /// batcher fetched when the response had a `NextMarker`.
+    #[must_use]
+    pub fn operations(&self) -> &[Operation] {
+        &self.batch.operations
+    }
+
+    /// Whether `other` acknowledges an update of the same batch.
+    #[must_use]
+    pub fn same_batch(&self, other: &CheckpointAck) -> bool {
+        Arc::ptr_eq(&self.batch, &other.batch)
+    }
+}
+
+/// The acknowledgement of a submitted update, to await or to drop.
+///
+/// Dropping it never cancels the update: it was accepted and will be written; only the answer
+/// is discarded.
+///
+/// # Cancel safety
+///
+/// Awaiting it is cancel safe: dropping the future loses only the answer.
+#[derive(Debug)]
+#[must_use = "an update is written whether or not its acknowledgement is awaited; drop it explicitly for fire-and-forget"]
+pub struct AckFuture {
+    rx: oneshot::Receiver<Result<CheckpointAck, BatcherError>>,
+    shared: Arc<Shared>,
+}
+
+impl AckFuture {
+    pub(crate) fn new(
+        rx: oneshot::Receiver<Result<CheckpointAck, BatcherError>>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self { rx, shared }
+    }
+}
+
+impl Future for AckFuture {
+    type Output = Result<CheckpointAck, BatcherError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            // The actor answers everything it accepted; a dropped sender means the task itself
+            // is gone (its runtime shut down, or the worker was dropped).
+            Poll::Ready(Err(_)) => Poll::Ready(Err(self
+                .shared
+                .terminal()
+                .unwrap_or_else(|| BatcherError::closed(CloseReason::WorkerGone)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

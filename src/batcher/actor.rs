@@ -1,0 +1,671 @@
+//! The actor: one task that owns the checkpoint token, the queue and the failure latch.
+//!
+//! It waits on three things at once (the call in flight, the command channel, and the linger
+//! timer) and never polls. The call in flight is a future the actor owns, so updates keep
+//! arriving and a next batch keeps forming while it runs. Only this file spawns or sleeps.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_sdk_lambda::types::{Operation, OperationAction, OperationType, OperationUpdate};
+use futures::future::OptionFuture;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tracing::{Instrument, Span, field};
+
+use super::ack::{AckedBatch, CheckpointAck};
+use super::assemble::{Assembler, BatchLimits, Cut};
+use super::message::{AckSender, Command, FlushSender, ShutdownSender, Submission};
+use super::shared::{BatcherReport, Shared};
+use crate::backend::DurableBackend;
+use crate::config::{BatcherConfig, RetryPolicy};
+use crate::error::{BackendError, BatchFailure, BatcherError, CloseReason, ErrorKind, FailedCall};
+use crate::retry::backoff_delay;
+use crate::size::{CLIENT_TOKEN_LEN, envelope_bytes};
+
+/// The most state pages fetched after one checkpoint; a service that kept answering with new
+/// markers beyond this would otherwise hold the batch forever.
+const MAX_STATE_PAGES: u32 = 10_000;
+/// Page size asked for when following a `NextMarker`: the API's maximum, for fewest calls.
+const STATE_PAGE_ITEMS: i32 = 1000;
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<Sent, BatchFailure>> + Send>>;
+
+/// A checkpoint that succeeded, pages included.
+struct Sent {
+    token: Option<String>,
+    operations: Vec<Operation>,
+}
+
+/// The batch whose call is in flight, and who waits for it.
+struct InFlight {
+    call: SendFuture,
+    replies: Vec<AckSender>,
+    refreshes: Vec<AckSender>,
+    /// The sequence number of its last update (updates are numbered from 1 as received).
+    last_update: u64,
+    sequence: u64,
+    bytes: usize,
+    ends_execution: bool,
+    span: Span,
+    started: Instant,
+}
+
+pub(crate) struct Actor {
+    backend: Arc<dyn DurableBackend>,
+    arn: Arc<str>,
+    /// The token the next call must carry. Replaced only when a call succeeds.
+    token: Arc<str>,
+    limits: BatchLimits,
+    policy: Arc<RetryPolicy>,
+    rx: mpsc::Receiver<Command>,
+    /// False once the channel is closed and drained.
+    rx_open: bool,
+    inbox: Vec<Command>,
+    shared: Arc<Shared>,
+
+    // The next batch being assembled (`front`) and what waits behind it (`overflow`).
+    front: Vec<Submission>,
+    assembler: Assembler,
+    cut: Option<Cut>,
+    overflow: VecDeque<Submission>,
+    /// Whether some queued update has no deadline (goes as soon as no call is in flight).
+    immediate: bool,
+    /// The earliest deadline among the queued updates.
+    earliest: Option<Instant>,
+
+    received: u64,
+    acknowledged: u64,
+    flushes: VecDeque<(u64, FlushSender)>,
+    refreshes: Vec<AckSender>,
+    shutdowns: Vec<ShutdownSender>,
+    shutting_down: bool,
+    /// Set once the batcher stopped for good: the latched failure or why it closed.
+    stopped: Option<BatcherError>,
+
+    in_flight: Option<InFlight>,
+    batches_sent: u64,
+    client_token_prefix: u64,
+    rng: fastrand::Rng,
+    timer: Pin<Box<Sleep>>,
+    timer_armed: Option<Instant>,
+}
+
+impl Actor {
+    pub(crate) fn new(
+        backend: Arc<dyn DurableBackend>,
+        arn: String,
+        token: String,
+        config: &BatcherConfig,
+        rx: mpsc::Receiver<Command>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let mut rng = config
+            .retry
+            .jitter_seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let limits = BatchLimits::from(config);
+        let envelope = envelope_bytes(&token, CLIENT_TOKEN_LEN);
+        Self {
+            backend,
+            arn: arn.into(),
+            token: token.into(),
+            limits,
+            policy: Arc::new(config.retry.clone()),
+            rx,
+            rx_open: true,
+            inbox: Vec::with_capacity(limits.max_updates),
+            shared,
+            front: Vec::with_capacity(limits.max_updates),
+            assembler: Assembler::new(limits, envelope),
+            cut: None,
+            overflow: VecDeque::new(),
+            immediate: false,
+            earliest: None,
+            received: 0,
+            acknowledged: 0,
+            flushes: VecDeque::new(),
+            refreshes: Vec::new(),
+            shutdowns: Vec::new(),
+            shutting_down: false,
+            stopped: None,
+            in_flight: None,
+            batches_sent: 0,
+            client_token_prefix: rng.u64(..),
+            rng,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer_armed: None,
+        }
+    }
+
+    /// Runs the actor on the current runtime.
+    pub(crate) fn spawn(self) {
+        drop(tokio::spawn(self.run()));
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            if self.in_flight.is_none() && self.stopped.is_none() && self.ready_to_send() {
+                self.start_batch();
+            }
+            if self.is_done() {
+                break;
+            }
+            let wake_at = self.wake_at();
+            if let Some(at) = wake_at
+                && self.timer_armed != Some(at)
+            {
+                self.timer.as_mut().reset(at);
+                self.timer_armed = Some(at);
+            }
+            // Take from the channel only while the next batch has room: beyond that, updates
+            // wait in the bounded channel, so memory stays bounded and `submit` feels
+            // backpressure. A stopped batcher drains everything to answer it.
+            let room = if self.stopped.is_some() {
+                self.limits.max_updates
+            } else {
+                self.limits.max_updates.saturating_sub(self.queued())
+            };
+            let call = OptionFuture::from(self.in_flight.as_mut().map(|f| f.call.as_mut()));
+            tokio::select! {
+                biased;
+                Some(result) = call => self.finish_batch(result),
+                received = self.rx.recv_many(&mut self.inbox, room), if self.rx_open && room > 0 => {
+                    if received == 0 {
+                        self.rx_open = false;
+                    } else {
+                        self.take_inbox();
+                    }
+                }
+                () = &mut self.timer, if wake_at.is_some() => self.timer_armed = None,
+            }
+        }
+        self.exit();
+    }
+
+    fn queued(&self) -> usize {
+        self.front.len() + self.overflow.len()
+    }
+
+    fn is_done(&self) -> bool {
+        if self.rx_open || self.in_flight.is_some() {
+            return false;
+        }
+        self.stopped.is_some() || (self.queued() == 0 && self.refreshes.is_empty())
+    }
+
+    /// Whether the next batch should go now (no call is in flight).
+    fn ready_to_send(&self) -> bool {
+        if !self.refreshes.is_empty() {
+            return true;
+        }
+        if self.queued() == 0 {
+            return false;
+        }
+        self.shutting_down
+            || !self.rx_open
+            || self.cut.is_some()
+            || self.immediate
+            || self
+                .flushes
+                .back()
+                .is_some_and(|(mark, _)| *mark > self.acknowledged)
+            || self.earliest.is_some_and(|at| at <= Instant::now())
+    }
+
+    /// When the linger timer should fire, if the actor is waiting for one.
+    fn wake_at(&self) -> Option<Instant> {
+        if self.in_flight.is_some() || self.stopped.is_some() || self.queued() == 0 {
+            return None;
+        }
+        self.earliest
+    }
+
+    fn take_inbox(&mut self) {
+        let mut inbox = mem::take(&mut self.inbox);
+        for command in inbox.drain(..) {
+            self.on_command(command);
+        }
+        self.inbox = inbox;
+    }
+
+    fn on_command(&mut self, command: Command) {
+        if let Some(error) = &self.stopped {
+            answer_stopped(command, error, &self.shared);
+            return;
+        }
+        match command {
+            Command::Update(submission) => {
+                self.received += 1;
+                self.enqueue(submission);
+            }
+            Command::Refresh(reply) => self.refreshes.push(reply),
+            Command::Flush(reply) => {
+                if self.received == self.acknowledged {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.flushes.push_back((self.received, reply));
+                }
+            }
+            Command::Shutdown(reply) => {
+                self.shutdowns.push(reply);
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    // Store the reason before closing, so a handle that fails to send reads it.
+                    self.shared
+                        .set_terminal(&BatcherError::closed(CloseReason::ShutDown));
+                    self.rx.close();
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, submission: Submission) {
+        match submission.deadline {
+            None => self.immediate = true,
+            Some(at) => self.earliest = Some(self.earliest.map_or(at, |e| e.min(at))),
+        }
+        if self.cut.is_none() && self.overflow.is_empty() {
+            match self.assembler.try_add(&submission.update, submission.bytes) {
+                Ok(()) => self.front.push(submission),
+                Err(cut) => {
+                    self.cut = Some(cut);
+                    self.overflow.push_back(submission);
+                }
+            }
+        } else {
+            self.overflow.push_back(submission);
+        }
+    }
+
+    /// Moves updates from `overflow` into the (empty) front batch until one does not fit.
+    fn refill_front(&mut self) {
+        self.assembler
+            .reset(envelope_bytes(&self.token, CLIENT_TOKEN_LEN));
+        self.cut = None;
+        while let Some(submission) = self.overflow.pop_front() {
+            if let Err(cut) = self.assembler.try_add(&submission.update, submission.bytes) {
+                self.cut = Some(cut);
+                self.overflow.push_front(submission);
+                break;
+            }
+            self.front.push(submission);
+        }
+    }
+
+    /// Re-assembles the front batch after the token changed length, which changes the
+    /// envelope's size and so what fits.
+    fn reassemble_front(&mut self) {
+        for submission in self.front.drain(..).rev() {
+            self.overflow.push_front(submission);
+        }
+        self.refill_front();
+    }
+
+    fn start_batch(&mut self) {
+        let bytes = self.assembler.bytes();
+        let batch = mem::replace(&mut self.front, Vec::with_capacity(self.limits.max_updates));
+        self.refill_front();
+        self.recompute_deadlines();
+
+        let mut updates = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let refreshes = mem::take(&mut self.refreshes);
+        self.batches_sent += 1;
+        let sequence = self.batches_sent;
+        let span = tracing::info_span!(
+            "checkpoint_batch",
+            sequence,
+            updates = batch.len(),
+            bytes,
+            refreshes = refreshes.len(),
+            attempts = field::Empty,
+            outcome = field::Empty,
+            latency_ms = field::Empty,
+        );
+        let record_callers = !span.is_disabled();
+        for submission in batch {
+            if record_callers {
+                span.follows_from(&submission.span);
+            }
+            updates.push(submission.update);
+            replies.push(submission.reply);
+        }
+        // No call is in flight, so everything received before this batch is acknowledged.
+        let last_update = self.acknowledged + updates.len() as u64;
+        let ends_execution = updates.last().is_some_and(|u| {
+            u.r#type == OperationType::Execution
+                && matches!(u.action, OperationAction::Succeed | OperationAction::Fail)
+        });
+        // A fresh client token per batch, the same on every retry of it: fixed length, so the
+        // envelope's size is known when the batch is assembled.
+        let client_token = format!("{:016x}{sequence:016x}", self.client_token_prefix);
+        let job = SendJob {
+            backend: Arc::clone(&self.backend),
+            arn: Arc::clone(&self.arn),
+            token: Arc::clone(&self.token),
+            updates,
+            client_token,
+            policy: Arc::clone(&self.policy),
+            rng: self.rng.fork(),
+            shared: Arc::clone(&self.shared),
+            sequence,
+            span: span.clone(),
+        };
+        self.in_flight = Some(InFlight {
+            call: Box::pin(job.run().instrument(span.clone())),
+            replies,
+            refreshes,
+            last_update,
+            sequence,
+            bytes,
+            ends_execution,
+            span,
+            started: Instant::now(),
+        });
+    }
+
+    fn recompute_deadlines(&mut self) {
+        let mut immediate = false;
+        let mut earliest: Option<Instant> = None;
+        for submission in self.front.iter().chain(self.overflow.iter()) {
+            match submission.deadline {
+                None => immediate = true,
+                Some(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+            }
+        }
+        self.immediate = immediate;
+        self.earliest = earliest;
+    }
+
+    fn finish_batch(&mut self, result: Result<Sent, BatchFailure>) {
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        let latency = flight.started.elapsed();
+        flight
+            .span
+            .record("latency_ms", latency.as_secs_f64() * 1000.0);
+        match result {
+            Ok(sent) => {
+                flight.span.record("outcome", "ok");
+                self.shared.record_batch(flight.replies.len(), flight.bytes);
+                let acked = Arc::new(AckedBatch {
+                    token: sent.token.clone(),
+                    sequence: flight.sequence,
+                    updates: flight.replies.len(),
+                    bytes: flight.bytes,
+                    operations: sent.operations,
+                });
+                for (position, reply) in flight.replies.into_iter().enumerate() {
+                    // A caller that dropped its future only loses the answer.
+                    let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&acked), Some(position))));
+                }
+                for reply in flight.refreshes {
+                    let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&acked), None)));
+                }
+                self.acknowledged = flight.last_update;
+                while self
+                    .flushes
+                    .front()
+                    .is_some_and(|(mark, _)| *mark <= self.acknowledged)
+                {
+                    if let Some((_, reply)) = self.flushes.pop_front() {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                match sent.token {
+                    Some(token) => {
+                        if token.len() != self.token.len() {
+                            self.token = token.into();
+                            self.reassemble_front();
+                        } else {
+                            self.token = token.into();
+                        }
+                    }
+                    None => {
+                        let reason = if flight.ends_execution {
+                            CloseReason::ExecutionCompleted
+                        } else {
+                            CloseReason::TokenRevoked
+                        };
+                        tracing::info!(?reason, "the service ended the token chain");
+                        self.stop(BatcherError::closed(reason));
+                    }
+                }
+            }
+            Err(failure) => {
+                flight.span.record("outcome", "failed");
+                self.shared.record_failure();
+                tracing::error!(
+                    sequence = flight.sequence,
+                    kind = %failure.kind(),
+                    scope = ?failure.scope(),
+                    "checkpoint batch failed for good: {failure}"
+                );
+                let error = BatcherError::Failed(failure);
+                // The latch, in tower's order: store the error, close the channel, then answer
+                // everyone who waits, the batch's own callers first.
+                self.stop(error.clone());
+                for reply in flight.replies.into_iter().chain(flight.refreshes) {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Stops for good: stores `error` where handles read it, closes the channel, and answers
+    /// everything queued with it. Messages still in the channel are answered as they are
+    /// drained.
+    fn stop(&mut self, error: BatcherError) {
+        self.shared.set_terminal(&error);
+        self.rx.close();
+        for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
+            let _ = submission.reply.send(Err(error.clone()));
+        }
+        for reply in self.refreshes.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.flushes.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        let answer = self.final_answer(&error);
+        for reply in self.shutdowns.drain(..) {
+            let _ = reply.send(answer.clone());
+        }
+        self.immediate = false;
+        self.earliest = None;
+        self.stopped = Some(error);
+    }
+
+    /// What a shutdown gets once the batcher stopped with `error`: the report when the chain
+    /// simply ended, the failure otherwise.
+    fn final_answer(&self, error: &BatcherError) -> Result<BatcherReport, BatcherError> {
+        match error {
+            BatcherError::Failed(_) => Err(error.clone()),
+            _ => Ok(self.report()),
+        }
+    }
+
+    fn report(&self) -> BatcherReport {
+        let token = match &self.stopped {
+            Some(BatcherError::Closed(closed))
+                if matches!(
+                    closed.reason(),
+                    CloseReason::ExecutionCompleted | CloseReason::TokenRevoked
+                ) =>
+            {
+                None
+            }
+            _ => Some(self.token.to_string()),
+        };
+        BatcherReport {
+            checkpoint_token: token,
+            stats: self.shared.stats(),
+        }
+    }
+
+    fn exit(mut self) {
+        let report = self.report();
+        let answer = match &self.stopped {
+            Some(error) => self.final_answer(error),
+            None => Ok(report.clone()),
+        };
+        if answer.is_ok() {
+            self.shared.set_report(report);
+        }
+        for reply in self.shutdowns.drain(..) {
+            let _ = reply.send(answer.clone());
+        }
+    }
+}
+
+/// Answers a command that arrived after the batcher stopped.
+fn answer_stopped(command: Command, error: &BatcherError, shared: &Shared) {
+    match command {
+        Command::Update(submission) => {
+            let _ = submission.reply.send(Err(error.clone()));
+        }
+        Command::Refresh(reply) => {
+            let _ = reply.send(Err(error.clone()));
+        }
+        Command::Flush(reply) => {
+            let _ = reply.send(Err(error.clone()));
+        }
+        Command::Shutdown(reply) => {
+            let answer = match error {
+                BatcherError::Failed(_) => Err(error.clone()),
+                _ => Ok(BatcherReport {
+                    checkpoint_token: None,
+                    stats: shared.stats(),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Everything one batch needs to be sent, retried and paged, owned so that the call can run
+/// while the actor keeps taking updates.
+struct SendJob {
+    backend: Arc<dyn DurableBackend>,
+    arn: Arc<str>,
+    token: Arc<str>,
+    updates: Vec<OperationUpdate>,
+    client_token: String,
+    policy: Arc<RetryPolicy>,
+    rng: fastrand::Rng,
+    shared: Arc<Shared>,
+    sequence: u64,
+    span: Span,
+}
+
+impl SendJob {
+    async fn run(mut self) -> Result<Sent, BatchFailure> {
+        let backend = Arc::clone(&self.backend);
+        let output = {
+            let (arn, token, updates, client_token) =
+                (&self.arn, &self.token, &self.updates, &self.client_token);
+            retrying(
+                &self.policy,
+                &mut self.rng,
+                &self.shared,
+                &self.span,
+                self.sequence,
+                FailedCall::Checkpoint,
+                || backend.batch_checkpoint(arn, token, updates, client_token),
+            )
+            .await?
+        };
+        let token = output.checkpoint_token;
+        let (mut operations, mut marker) = output
+            .new_execution_state
+            .map(|state| (state.operations.unwrap_or_default(), state.next_marker))
+            .unwrap_or_default();
+        // More operations are waiting: fetch them with the new token before acknowledging, so
+        // callers never act on half of the state (the TypeScript SDK ignored NextMarker).
+        let mut pages = 0;
+        while let (Some(page_marker), Some(page_token)) = (marker.take(), token.as_deref()) {
+            pages += 1;
+            if pages > MAX_STATE_PAGES {
+                let cause = BackendError::new(
+                    ErrorKind::Rejected,
+                    format!("the service returned more than {MAX_STATE_PAGES} state pages"),
+                );
+                return Err(BatchFailure::new(
+                    cause,
+                    self.sequence,
+                    1,
+                    FailedCall::StatePage,
+                ));
+            }
+            let page = retrying(
+                &self.policy,
+                &mut self.rng,
+                &self.shared,
+                &self.span,
+                self.sequence,
+                FailedCall::StatePage,
+                || {
+                    backend.get_execution_state(
+                        &self.arn,
+                        page_token,
+                        Some(&page_marker),
+                        Some(STATE_PAGE_ITEMS),
+                    )
+                },
+            )
+            .await?;
+            operations.extend(page.operations);
+            marker = page.next_marker;
+        }
+        Ok(Sent { token, operations })
+    }
+}
+
+/// Makes one call with retries: throttled and transient failures (timeouts included) are
+/// retried after a full-jitter backoff that honours `Retry-After`; anything else, or the last
+/// attempt's failure, is final.
+async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    rng: &mut fastrand::Rng,
+    shared: &Shared,
+    span: &Span,
+    sequence: u64,
+    during: FailedCall,
+    mut call: F,
+) -> Result<T, BatchFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BackendError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        span.record("attempts", attempt);
+        let error = match tokio::time::timeout(policy.attempt_timeout, call()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => error,
+            Err(_) => BackendError::new(
+                ErrorKind::Transient,
+                format!("attempt timed out after {:?}", policy.attempt_timeout),
+            ),
+        };
+        if !error.kind().is_retryable() || attempt >= policy.max_attempts {
+            return Err(BatchFailure::new(error, sequence, attempt, during));
+        }
+        let delay = backoff_delay(policy, attempt, error.retry_after(), rng.f64());
+        shared.record_retry();
+        tracing::warn!(
+            attempt,
+            kind = %error.kind(),
+            delay_ms = delay.as_secs_f64() * 1000.0,
+            "checkpoint call failed, retrying: {}",
+            error.message()
+        );
+        tokio::time::sleep(delay).await;
+    }
+}

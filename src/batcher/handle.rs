@@ -1,0 +1,257 @@
+//! [`BatcherHandle`]: the cloneable front of the batcher that callers hold.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_lambda::types::OperationUpdate;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Span;
+
+use super::ack::{AckFuture, CheckpointAck};
+use super::message::{Command, Submission};
+use super::shared::{BatcherReport, BatcherStats, Shared};
+use crate::error::{BatcherError, CloseReason};
+use crate::size::update_bytes;
+use crate::validate::validate_update;
+
+/// A handle to a running batcher. Cheap to clone; every clone feeds the same actor, which owns
+/// the execution's checkpoint token.
+///
+/// When every handle is dropped, the actor writes what is queued and exits, as on
+/// [`shutdown`](Self::shutdown).
+#[derive(Clone, Debug)]
+pub struct BatcherHandle {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    flush_interval: Duration,
+}
+
+impl BatcherHandle {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Command>,
+        shared: Arc<Shared>,
+        flush_interval: Duration,
+    ) -> Self {
+        Self {
+            tx,
+            shared,
+            flush_interval,
+        }
+    }
+
+    /// Queues `update` and waits until the checkpoint that carries it succeeded.
+    ///
+    /// # Errors
+    ///
+    /// - [`BatcherError::InvalidUpdate`] if the update breaks a field constraint of the service;
+    ///   nothing was queued.
+    /// - [`BatcherError::Failed`] if its batch, or an earlier one, failed for good.
+    /// - [`BatcherError::Closed`] if the batcher had stopped taking updates.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the update is queued queues nothing; dropping it afterwards
+    /// loses only the answer: the update is still written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+    /// # use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, InMemoryBackend};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let backend = Arc::new(InMemoryBackend::new());
+    /// # let token = backend.current_token().unwrap_or_default();
+    /// let batcher = CheckpointBatcher::spawn(backend, "arn", token, BatcherConfig::default())?;
+    /// let update = OperationUpdate::builder()
+    ///     .id("step-1")
+    ///     .r#type(OperationType::Step)
+    ///     .action(OperationAction::Succeed)
+    ///     .payload("42")
+    ///     .build()?;
+    /// let ack = batcher.checkpoint(update).await?;
+    /// assert_eq!(ack.batch_sequence(), 1);
+    /// assert!(ack.checkpoint_token().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn checkpoint(&self, update: OperationUpdate) -> Result<CheckpointAck, BatcherError> {
+        self.submit(update).await?.await
+    }
+
+    /// As [`checkpoint`](Self::checkpoint), but this update may wait at most `max_delay` for
+    /// company, instead of the configured
+    /// [`flush_interval`](crate::BatcherConfig::flush_interval). Its batch goes when the
+    /// earliest deadline among its updates passes.
+    ///
+    /// # Errors
+    ///
+    /// As [`checkpoint`](Self::checkpoint).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`checkpoint`](Self::checkpoint).
+    pub async fn checkpoint_within(
+        &self,
+        update: OperationUpdate,
+        max_delay: Duration,
+    ) -> Result<CheckpointAck, BatcherError> {
+        self.enqueue(update, max_delay).await?.await
+    }
+
+    /// Waits for room in the queue, queues `update`, and returns the future of its
+    /// acknowledgement. Dropping that future (fire-and-forget, as the official SDKs do for a
+    /// step's START) never cancels the update.
+    ///
+    /// `Ok` means the update was accepted: it will be written unless the batcher fails. It does
+    /// not mean the update is durable; await the [`AckFuture`] for that.
+    ///
+    /// # Errors
+    ///
+    /// [`BatcherError::InvalidUpdate`], or the error that stopped the batcher
+    /// ([`BatcherError::Failed`] or [`BatcherError::Closed`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the update was not queued.
+    pub async fn submit(&self, update: OperationUpdate) -> Result<AckFuture, BatcherError> {
+        self.enqueue(update, self.flush_interval).await
+    }
+
+    /// As [`submit`](Self::submit) with a `max_delay` of its own, as in
+    /// [`checkpoint_within`](Self::checkpoint_within).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`submit`](Self::submit).
+    pub async fn submit_within(
+        &self,
+        update: OperationUpdate,
+        max_delay: Duration,
+    ) -> Result<AckFuture, BatcherError> {
+        self.enqueue(update, max_delay).await
+    }
+
+    /// Queues `update` without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`BatcherError::QueueFull`] when the queue has no room (nothing was queued), or as
+    /// [`submit`](Self::submit).
+    pub fn try_submit(&self, update: OperationUpdate) -> Result<AckFuture, BatcherError> {
+        let (command, ack) = self.prepare(update, self.flush_interval)?;
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(ack),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(BatcherError::QueueFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.stopped()),
+        }
+    }
+
+    /// Sends an empty checkpoint to fetch new execution state (completed callbacks, fired
+    /// timers) and returns its acknowledgement, whose [`operations`](CheckpointAck::operations)
+    /// hold the changes.
+    ///
+    /// Concurrent refreshes share one call, and a refresh rides along with a batch of updates
+    /// when one goes next anyway. The batch it joins is sent without waiting for the flush
+    /// interval.
+    ///
+    /// # Errors
+    ///
+    /// As [`checkpoint`](Self::checkpoint), but never [`BatcherError::InvalidUpdate`].
+    pub async fn refresh(&self) -> Result<CheckpointAck, BatcherError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Refresh(reply)).await?;
+        AckFuture::new(rx, Arc::clone(&self.shared)).await
+    }
+
+    /// Sends what is queued now, without waiting for the flush interval, and returns once every
+    /// update submitted before this call is acknowledged or has failed.
+    ///
+    /// # Errors
+    ///
+    /// The error that stopped the batcher, if it stopped before those updates were
+    /// acknowledged.
+    pub async fn flush(&self) -> Result<(), BatcherError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush(reply)).await?;
+        rx.await.unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    /// Stops taking updates, writes everything already queued, and returns the last token and
+    /// the statistics. Later calls on any handle get [`BatcherError::Closed`] with
+    /// [`CloseReason::ShutDown`]; calling `shutdown` again returns the same report.
+    ///
+    /// # Errors
+    ///
+    /// [`BatcherError::Failed`] if a batch failed for good, before or during the drain.
+    pub async fn shutdown(&self) -> Result<BatcherReport, BatcherError> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(error) = self.send(Command::Shutdown(reply)).await {
+            return self.shared.report().ok_or(error);
+        }
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => self.shared.report().ok_or_else(|| self.stopped()),
+        }
+    }
+
+    /// A snapshot of the statistics so far.
+    #[must_use]
+    pub fn stats(&self) -> BatcherStats {
+        self.shared.stats()
+    }
+
+    /// Whether the batcher still takes updates.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    async fn enqueue(
+        &self,
+        update: OperationUpdate,
+        max_delay: Duration,
+    ) -> Result<AckFuture, BatcherError> {
+        let (command, ack) = self.prepare(update, max_delay)?;
+        self.send(command).await?;
+        Ok(ack)
+    }
+
+    /// Validation and sizing run here, in the caller's task, so that many callers share the
+    /// work and the actor only adds up numbers.
+    fn prepare(
+        &self,
+        update: OperationUpdate,
+        max_delay: Duration,
+    ) -> Result<(Command, AckFuture), BatcherError> {
+        validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
+        let bytes = update_bytes(&update);
+        let deadline = (!max_delay.is_zero()).then(|| Instant::now() + max_delay);
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Update(Submission {
+            update,
+            bytes,
+            deadline,
+            reply,
+            span: Span::current(),
+        });
+        Ok((command, AckFuture::new(rx, Arc::clone(&self.shared))))
+    }
+
+    async fn send(&self, command: Command) -> Result<(), BatcherError> {
+        self.tx.send(command).await.map_err(|_| self.stopped())
+    }
+
+    /// Why sending failed: the stored cause, never a bare "closed" when there was one.
+    fn stopped(&self) -> BatcherError {
+        self.shared
+            .terminal()
+            .unwrap_or_else(|| BatcherError::closed(CloseReason::WorkerGone))
+    }
+}

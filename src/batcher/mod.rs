@@ -1,0 +1,222 @@
+//! The batcher: one actor task per durable execution that owns the checkpoint token, and the
+//! handles that feed it.
+//!
+//! Every checkpoint call consumes the token and returns the next, so one call can usefully be in
+//! flight at a time. Many tasks submit updates through cloned [`BatcherHandle`]s; the actor
+//! gathers whatever queued while the previous call was in flight into the next call, as large as
+//! the service allows, and answers each caller once its own update is durable.
+//!
+//! # Invariants
+//!
+//! - **Single writer.** Only the actor calls the backend, and it awaits each call (retries and
+//!   state pages included) before starting the next: one call in flight, carrying the token the
+//!   previous call returned. The token changes only when a call succeeds (`actor::finish_batch`).
+//! - **Order.** Updates go out in the order the actor received them, across batch splits:
+//!   assembly only ever closes a batch, never reorders (`assemble::Assembler`).
+//! - **Batch membership.** A batch obeys every rule of one request: the count and byte limits,
+//!   one update per Id except START + one more for a STEP or CONTEXT, an EXECUTION update last
+//!   (`assemble::Assembler::try_add`). An update bigger than the byte limit goes alone.
+//! - **Idempotent retries.** Each batch gets a fresh client token, reused unchanged on every
+//!   retry of that batch with the same checkpoint token and the same updates, so a request the
+//!   service applied but whose answer was lost is not applied twice.
+//! - **Sticky failure latch.** The first batch that fails for good stores its error where every
+//!   handle reads it, closes the channel, then answers its callers, everything queued, and every
+//!   later call with the same error. It is never cleared.
+//! - **Every caller answered.** Each accepted update is written and its caller answered with
+//!   the acknowledgement or an error, whether or not the caller still listens. An update is
+//!   never skipped because its caller went away.
+//!
+//! # Ordering
+//!
+//! Acknowledgements arrive in batch order. Within one handle, an update submitted after another
+//! is never written before it. Across handles, the order is the order in which the queue
+//! accepted the updates.
+//!
+//! # Backpressure
+//!
+//! The queue holds [`queue_capacity`](crate::BatcherConfig::queue_capacity) commands. Beyond
+//! the batch in flight and the one being assembled, the actor takes nothing from it, so a full
+//! queue makes [`BatcherHandle::submit`] wait and [`BatcherHandle::try_submit`] fail with
+//! [`BatcherError::QueueFull`](crate::BatcherError::QueueFull).
+//!
+//! # Failure
+//!
+//! Throttling and transient failures are retried per [`RetryPolicy`](crate::RetryPolicy). A
+//! failure that persists, or any other failure, latches: see
+//! [`BatcherError::Failed`](crate::BatcherError::Failed) and its
+//! [`scope`](crate::BatcherError::scope), which says whether the invocation or the execution
+//! should fail. A response without a token closes the batcher with
+//! [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) or
+//! [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked).
+//!
+//! # Shutdown
+//!
+//! [`BatcherHandle::shutdown`] stops taking updates, writes everything already accepted, and
+//! reports the last token. Dropping every handle does the same without the report.
+
+mod ack;
+mod actor;
+pub mod assemble;
+mod handle;
+mod message;
+mod shared;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+
+pub use ack::{AckFuture, CheckpointAck};
+pub use handle::BatcherHandle;
+pub use shared::{BatcherReport, BatcherStats};
+
+use crate::backend::DurableBackend;
+use crate::config::BatcherConfig;
+use crate::error::ConfigError;
+use actor::Actor;
+use shared::Shared;
+
+/// The longest checkpoint token the service issues.
+const MAX_TOKEN_CHARS: usize = 2048;
+
+/// Starts batchers. See the [module documentation](self) for what a batcher guarantees.
+#[derive(Debug)]
+pub struct CheckpointBatcher {
+    _private: (),
+}
+
+impl CheckpointBatcher {
+    /// Spawns the actor for one durable execution on the current Tokio runtime and returns a
+    /// handle to it.
+    ///
+    /// `initial_token` is the `CheckpointToken` the invocation received.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field out of range (see [`BatcherConfig::validate`]), or
+    /// `arn` / `initial_token` when empty or too long.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+    /// use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, InMemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = Arc::new(InMemoryBackend::new());
+    /// let token = backend.current_token().unwrap_or_default();
+    /// let batcher = CheckpointBatcher::spawn(backend.clone(), "arn", token, BatcherConfig::default())?;
+    ///
+    /// // A hundred branches checkpoint at once; the token chain serializes them into few calls.
+    /// let mut branches = Vec::new();
+    /// for i in 0..100 {
+    ///     let batcher = batcher.clone();
+    ///     branches.push(tokio::spawn(async move {
+    ///         let update = OperationUpdate::builder()
+    ///             .id(format!("branch-{i}"))
+    ///             .r#type(OperationType::Step)
+    ///             .action(OperationAction::Succeed)
+    ///             .build()?;
+    ///         batcher.checkpoint(update).await?;
+    ///         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    ///     }));
+    /// }
+    /// for branch in branches {
+    ///     branch.await?.map_err(|e| e.to_string())?;
+    /// }
+    /// let report = batcher.shutdown().await?;
+    /// assert_eq!(report.stats.updates, 100);
+    /// assert!(report.stats.batches < 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn spawn(
+        backend: Arc<dyn DurableBackend>,
+        arn: impl Into<String>,
+        initial_token: impl Into<String>,
+        config: BatcherConfig,
+    ) -> Result<BatcherHandle, ConfigError> {
+        let (handle, actor) = Self::build(backend, arn.into(), initial_token.into(), &config)?;
+        actor.spawn();
+        Ok(handle)
+    }
+
+    /// As [`spawn`](Self::spawn), but returns the actor unspawned as a [`BatcherWorker`] future,
+    /// so tests can choose where it runs or drop it to simulate a crash.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn pair(
+        backend: Arc<dyn DurableBackend>,
+        arn: impl Into<String>,
+        initial_token: impl Into<String>,
+        config: BatcherConfig,
+    ) -> Result<(BatcherHandle, BatcherWorker), ConfigError> {
+        let (handle, actor) = Self::build(backend, arn.into(), initial_token.into(), &config)?;
+        Ok((
+            handle,
+            BatcherWorker {
+                inner: Box::pin(actor.run()),
+            },
+        ))
+    }
+
+    fn build(
+        backend: Arc<dyn DurableBackend>,
+        arn: String,
+        token: String,
+        config: &BatcherConfig,
+    ) -> Result<(BatcherHandle, Actor), ConfigError> {
+        config.validate()?;
+        if arn.is_empty() {
+            return Err(ConfigError::new("arn", "must not be empty"));
+        }
+        if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
+            return Err(ConfigError::new(
+                "initial_token",
+                format!(
+                    "must be 1 to {MAX_TOKEN_CHARS} characters, got {}",
+                    token.chars().count()
+                ),
+            ));
+        }
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let shared = Arc::new(Shared::default());
+        let handle = BatcherHandle::new(tx, Arc::clone(&shared), config.flush_interval);
+        let actor = Actor::new(backend, arn, token, config, rx, shared);
+        Ok((handle, actor))
+    }
+}
+
+/// The actor of a batcher made by [`CheckpointBatcher::pair`], as a future to run.
+///
+/// It completes once the batcher stopped and everything accepted was answered. Dropping it
+/// before then stops the batcher: callers get
+/// [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone).
+#[must_use = "the batcher does nothing unless its worker runs"]
+pub struct BatcherWorker {
+    inner: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for BatcherWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatcherWorker").finish_non_exhaustive()
+    }
+}
+
+impl Future for BatcherWorker {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.as_mut().poll(cx)
+    }
+}

@@ -1,0 +1,454 @@
+//! The errors of the crate, in three families.
+//!
+//! - [`BatcherError`] is what a caller of a [`BatcherHandle`](crate::BatcherHandle) sees. One
+//!   failed batch answers many callers, so it is cheap to clone: the cause sits behind an `Arc`.
+//! - [`BackendError`] is what a [`DurableBackend`](crate::DurableBackend) returns for one call,
+//!   already classified into an [`ErrorKind`] that decides whether the batcher retries it.
+//! - [`ConfigError`] names the configuration field that was out of range.
+//!
+//! Every error says which side should give up: [`FailureScope::Invocation`] means the Lambda
+//! invocation should fail and the service will re-invoke it with a fresh token;
+//! [`FailureScope::Execution`] means the request itself was wrong and retrying cannot help.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a backend failure is classified. The classification decides retries and the
+/// [`FailureScope`] a caller is told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The service throttled the call (HTTP 429, `TooManyRequestsException`). Retried with
+    /// backoff, honouring `Retry-After`.
+    Throttled,
+    /// A transient failure: HTTP 5xx, a timeout, a connection that failed or was reset.
+    /// Retried with backoff, with the same client token.
+    Transient,
+    /// The checkpoint token is stale or unknown (`InvalidParameterValueException` whose message
+    /// starts with `Invalid checkpoint token`). Not retried: the invocation should stop and let
+    /// the service re-invoke it with a fresh token.
+    InvalidCheckpointToken,
+    /// KMS refused to encrypt or decrypt the execution's data (HTTP 502 `KMS*Exception`). Not
+    /// retried; the execution fails.
+    Kms,
+    /// The service rejected the request as wrong (any other 4xx). Not retried; the execution
+    /// fails.
+    Rejected,
+}
+
+impl ErrorKind {
+    /// Whether the batcher retries a call that failed this way.
+    #[must_use]
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Throttled | Self::Transient)
+    }
+
+    /// Which side should give up when a failure of this kind is final.
+    #[must_use]
+    pub fn scope(self) -> FailureScope {
+        match self {
+            Self::Throttled | Self::Transient | Self::InvalidCheckpointToken => {
+                FailureScope::Invocation
+            }
+            Self::Kms | Self::Rejected => FailureScope::Execution,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Transient => "transient failure",
+            Self::InvalidCheckpointToken => "invalid checkpoint token",
+            Self::Kms => "kms failure",
+            Self::Rejected => "request rejected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side should give up after a final failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureScope {
+    /// Fail the Lambda invocation (return an error or PENDING); the service re-invokes the
+    /// function, which replays from the last durable checkpoint with a fresh token.
+    Invocation,
+    /// Fail the durable execution: the request itself is wrong, and replaying it cannot succeed.
+    Execution,
+}
+
+impl fmt::Display for FailureScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Invocation => "the invocation should fail and be retried by the service",
+            Self::Execution => "the execution should fail",
+        })
+    }
+}
+
+/// The failure of one backend call, classified.
+///
+/// Backends build it with [`BackendError::new`]; test backends use it to inject faults.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use checkpoint_batcher::{BackendError, ErrorKind};
+///
+/// let err = BackendError::new(ErrorKind::Throttled, "rate exceeded")
+///     .with_retry_after(Duration::from_secs(1));
+/// assert!(err.kind().is_retryable());
+/// assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+/// assert_eq!(err.to_string(), "throttled: rate exceeded");
+/// ```
+#[derive(Debug)]
+pub struct BackendError {
+    kind: ErrorKind,
+    message: String,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl BackendError {
+    /// A failure of `kind`, described by `message` (lowercase, no trailing period).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            status: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// The delay the service asked for before the next attempt (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// The HTTP status of the response, when there was one.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The underlying error, reported by [`Error::source`](StdError::source).
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// How the failure is classified.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status, when the failure came with a response.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The delay the service asked for (`Retry-After`), when it sent one.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(status) = self.status {
+            write!(f, " (http {status})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A batch that failed for good: the cause, the batch and how many attempts were made.
+///
+/// Shared by every caller the failure answers; cloning it clones an `Arc`.
+#[derive(Clone, Debug)]
+pub struct BatchFailure {
+    inner: Arc<FailureInner>,
+}
+
+#[derive(Debug)]
+struct FailureInner {
+    cause: BackendError,
+    sequence: u64,
+    attempts: u32,
+    during: FailedCall,
+}
+
+/// Which call of a batch failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailedCall {
+    Checkpoint,
+    StatePage,
+}
+
+impl BatchFailure {
+    pub(crate) fn new(
+        cause: BackendError,
+        sequence: u64,
+        attempts: u32,
+        during: FailedCall,
+    ) -> Self {
+        Self {
+            inner: Arc::new(FailureInner {
+                cause,
+                sequence,
+                attempts,
+                during,
+            }),
+        }
+    }
+
+    /// The classified cause of the last attempt.
+    #[must_use]
+    pub fn cause(&self) -> &BackendError {
+        &self.inner.cause
+    }
+
+    /// The classification of the cause.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.cause.kind()
+    }
+
+    /// Which side should give up.
+    #[must_use]
+    pub fn scope(&self) -> FailureScope {
+        self.inner.cause.kind().scope()
+    }
+
+    /// The sequence number of the batch that failed.
+    #[must_use]
+    pub fn batch_sequence(&self) -> u64 {
+        self.inner.sequence
+    }
+
+    /// How many attempts were made before giving up.
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+}
+
+impl fmt::Display for BatchFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.inner.during {
+            FailedCall::Checkpoint => "checkpoint batch",
+            FailedCall::StatePage => "fetching the execution state after checkpoint batch",
+        };
+        let attempts = self.inner.attempts;
+        let plural = if attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{what} {} failed after {attempts} attempt{plural}: {}; {}",
+            self.inner.sequence,
+            self.inner.cause,
+            self.scope()
+        )
+    }
+}
+
+impl StdError for BatchFailure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.inner.cause)
+    }
+}
+
+/// Why the batcher stopped taking updates without a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A checkpoint carrying the EXECUTION's completion was acknowledged without a new token:
+    /// the execution is complete and no further checkpoint is possible.
+    ExecutionCompleted,
+    /// The service answered a checkpoint without a new token although the execution did not
+    /// complete: the token was revoked. The invocation should stop (return PENDING) and let the
+    /// service re-invoke it.
+    TokenRevoked,
+    /// [`BatcherHandle::shutdown`](crate::BatcherHandle::shutdown) was called.
+    ShutDown,
+    /// The batcher task is gone (its runtime shut down, or the worker of
+    /// [`CheckpointBatcher::pair`](crate::CheckpointBatcher::pair) was dropped).
+    WorkerGone,
+}
+
+/// The batcher is closed; the reason says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    reason: CloseReason,
+}
+
+impl Closed {
+    pub(crate) fn new(reason: CloseReason) -> Self {
+        Self { reason }
+    }
+
+    /// Why the batcher closed.
+    #[must_use]
+    pub fn reason(&self) -> CloseReason {
+        self.reason
+    }
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.reason {
+            CloseReason::ExecutionCompleted => {
+                "batcher closed: the execution completed and the service ended the token chain"
+            }
+            CloseReason::TokenRevoked => {
+                "batcher closed: the service revoked the checkpoint token; the invocation should stop and let the service re-invoke it"
+            }
+            CloseReason::ShutDown => "batcher closed: it was shut down",
+            CloseReason::WorkerGone => "batcher closed: its task is no longer running",
+        })
+    }
+}
+
+impl StdError for Closed {}
+
+/// An update refused before it was queued, with the field and the rule it broke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidUpdate {
+    field: &'static str,
+    reason: String,
+}
+
+impl InvalidUpdate {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The `OperationUpdate` field at fault, as the API names it (`Id`, `Payload`, ...).
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for InvalidUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.reason)
+    }
+}
+
+impl StdError for InvalidUpdate {}
+
+/// What a caller of the batcher sees when its update was not acknowledged.
+///
+/// Cheap to clone: one failure answers every caller of a batch.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatcherError {
+    /// A batch failed for good; every later call gets the same failure (the latch).
+    #[error(transparent)]
+    Failed(BatchFailure),
+    /// The batcher no longer takes updates.
+    #[error(transparent)]
+    Closed(Closed),
+    /// The queue is full ([`BatcherHandle::try_submit`](crate::BatcherHandle::try_submit) only).
+    #[error("checkpoint queue is full")]
+    QueueFull,
+    /// The update breaks a field constraint of the service and was not queued.
+    #[error(transparent)]
+    InvalidUpdate(InvalidUpdate),
+}
+
+impl BatcherError {
+    /// Which side should give up, when this error is a failure rather than a closed batcher or a
+    /// refused update.
+    ///
+    /// For [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`] it is
+    /// [`FailureScope::Invocation`]: the invocation should stop and be re-invoked.
+    #[must_use]
+    pub fn scope(&self) -> Option<FailureScope> {
+        match self {
+            Self::Failed(failure) => Some(failure.scope()),
+            Self::Closed(closed) if closed.reason() == CloseReason::TokenRevoked => {
+                Some(FailureScope::Invocation)
+            }
+            _ => None,
+        }
+    }
+
+    /// The classification of the backend failure behind this error, if there is one.
+    #[must_use]
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Self::Failed(failure) => Some(failure.kind()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn closed(reason: CloseReason) -> Self {
+        Self::Closed(Closed::new(reason))
+    }
+}
+
+/// A configuration value out of range; the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {field} {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The field at fault, as named in [`BatcherConfig`](crate::BatcherConfig) (for example
+    /// `retry.max_attempts`).
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
