@@ -15,7 +15,6 @@ use std::time::Duration;
 /// Rates are probabilities per request in `0.0..=1.0` (values outside are clamped,
 /// NaN counts as 0). Plain data; [`Default`] injects nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Faults {
     /// Fixed delay before each request is handled. Default: zero.
     pub latency: Duration,

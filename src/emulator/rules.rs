@@ -51,7 +51,6 @@ use super::wire::OperationUpdate;
 ///
 /// Plain data; [`Default`] gives the service's figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
     /// Largest request body accepted, in bytes; a larger one gets 413
     /// `RequestTooLargeException` before it is parsed.
