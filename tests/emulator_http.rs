@@ -13,7 +13,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use checkpoint_batcher::emulator::{Completion, Emulator, ExecutionSnapshot, Faults};
+use checkpoint_batcher::emulator::{
+    Completion, Emulator, EmulatorError, ExecutionSnapshot, Faults, Limits,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -435,8 +437,13 @@ async fn a_lost_answer_can_drop_the_connection() {
 #[tokio::test]
 async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing() {
     let emu = Emulator::builder()
-        .max_payload_bytes(16)
-        .max_updates(Some(4))
+        .limits(Limits {
+            max_payload_bytes: 16,
+            max_execution_payload_bytes: 32,
+            max_error_bytes: 16,
+            max_updates: Some(4),
+            ..Limits::default()
+        })
         .start()
         .await
         .unwrap();
@@ -519,6 +526,24 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
                 up("a", "STEP", "START"),
                 "Payload",
                 json!("p".repeat(17))
+            )]),
+            "payload too large",
+        ),
+        (
+            "error too large",
+            json!([with(
+                up("run", "STEP", "FAIL"),
+                "Error",
+                json!({"ErrorMessage": "m".repeat(10), "StackTrace": ["s".repeat(7)]})
+            )]),
+            "error too large",
+        ),
+        (
+            "EXECUTION payload too large",
+            json!([with(
+                up(&exec_id, "EXECUTION", "SUCCEED"),
+                "Payload",
+                json!("p".repeat(33))
             )]),
             "payload too large",
         ),
@@ -770,12 +795,40 @@ async fn service_completions_reach_the_client_through_the_next_checkpoint() {
     assert_eq!(ops[0]["Status"], "SUCCEEDED");
     assert!(
         emu.complete_operation(&arn, "w", Completion::TimeOut)
-            .is_err(),
+            == Err(EmulatorError::AlreadyFinished("w".to_owned())),
         "already finished"
     );
     assert!(
         emu.complete_operation(&arn, "nope", Completion::TimeOut)
             .is_err()
+    );
+    let exec_id = snap(&emu, &arn).execution_operation_id;
+    assert_eq!(
+        emu.complete_operation(&arn, &exec_id, Completion::Succeed(None)),
+        Err(EmulatorError::NotApplicable(exec_id.clone())),
+        "the execution is not completed through complete_operation"
+    );
+    let t2 = r.token().unwrap();
+    let t3 = checkpoint(
+        &emu,
+        &arn,
+        &t2,
+        None,
+        json!([up("s", "STEP", "START"), up("s", "STEP", "RETRY")]),
+    )
+    .await
+    .token()
+    .unwrap();
+    emu.complete_operation(&arn, "s", Completion::Ready)
+        .unwrap();
+    let r = checkpoint(&emu, &arn, &t3, None, json!([up("s", "STEP", "SUCCEED")])).await;
+    assert_eq!(
+        r.status, 200,
+        "a READY step may succeed without a new START"
+    );
+    assert_eq!(
+        snap(&emu, &arn).operation("s").unwrap().history,
+        ["START", "RETRY", "service:READY", "SUCCEED"]
     );
 }
 

@@ -94,4 +94,9 @@ pub enum EmulatorError {
     /// The operation already reached an end state.
     #[error("operation {0} is already finished")]
     AlreadyFinished(String),
+    /// The completion does not apply to this operation (READY to anything but a
+    /// PENDING STEP, or any completion of the EXECUTION operation: use
+    /// [`super::Emulator::stop_execution`]).
+    #[error("completion does not apply to operation {0}")]
+    NotApplicable(String),
 }

@@ -207,8 +207,10 @@ impl Emulator {
     ///
     /// # Errors
     ///
-    /// [`EmulatorError::UnknownExecution`], [`EmulatorError::UnknownOperation`], or
-    /// [`EmulatorError::AlreadyFinished`] for an operation in an end state.
+    /// [`EmulatorError::UnknownExecution`], [`EmulatorError::UnknownOperation`],
+    /// [`EmulatorError::AlreadyFinished`] for an operation in an end state, or
+    /// [`EmulatorError::NotApplicable`] for the EXECUTION operation or a READY of
+    /// anything but a PENDING STEP.
     pub fn complete_operation(
         &self,
         arn: &str,

@@ -26,8 +26,8 @@ pub struct ExecutionSnapshot {
     pub rejected_checkpoints: u64,
     /// Checkpoints answered with an injected 429 or 500 before being processed.
     pub faulted_checkpoints: u64,
-    /// Checkpoints applied whose answer was then lost on purpose (a [`super::Faults`]
-    /// lost answer).
+    /// Checkpoint answers (applied or replayed) lost on purpose by a [`super::Faults`]
+    /// lost answer.
     pub lost_answers: u64,
     /// `GetDurableExecutionState` requests received.
     pub state_calls: u64,

@@ -45,7 +45,8 @@ pub(crate) const MAX_MAX_ITEMS: usize = 1000;
 
 /// A change the service makes on its own (timer fired, callback answered, invoked
 /// function returned), applied with [`super::Emulator::complete_operation`]. The
-/// changed operation is reported in the next applied checkpoint's
+/// EXECUTION operation is not completed this way (see
+/// [`super::Emulator::stop_execution`]). The changed operation is reported in the next applied checkpoint's
 /// `NewExecutionState`, which is how an empty checkpoint "fetches new state".
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,7 +57,8 @@ pub enum Completion {
     Fail(Option<String>),
     /// The operation timed out (callbacks, chained invokes).
     TimeOut,
-    /// A STEP waiting for its retry (PENDING) may run its next attempt (READY).
+    /// A STEP waiting for its retry (PENDING) may run its next attempt (READY); only
+    /// for a PENDING STEP.
     Ready,
 }
 
@@ -543,6 +545,11 @@ impl Store {
             .ok_or_else(|| EmulatorError::UnknownOperation(id.to_owned()))?;
         if op.status.is_finished() {
             return Err(EmulatorError::AlreadyFinished(id.to_owned()));
+        }
+        let ready_misused = completion == Completion::Ready
+            && !(op.op_type == OpType::Step && op.status == Status::Pending);
+        if op.op_type == OpType::Execution || ready_misused {
+            return Err(EmulatorError::NotApplicable(id.to_owned()));
         }
         let now = now_secs();
         op.status = match completion {
