@@ -140,6 +140,51 @@ impl Emulator {
         self.addr
     }
 
+    /// An `aws-sdk-lambda` client aimed at this emulator: its endpoint, a fixed region and
+    /// static test credentials, so no AWS configuration is read and nothing leaves the machine.
+    /// Wrap it in [`RealBackend`](crate::RealBackend) to drive a batcher through the real SDK
+    /// serialization.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+    /// use checkpoint_batcher::emulator::Emulator;
+    /// use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, RealBackend};
+    ///
+    /// let emulator = Emulator::builder().start().await?;
+    /// let (arn, token) = emulator.start_execution("orders");
+    /// let backend = Arc::new(RealBackend::new(emulator.client()));
+    /// let batcher = CheckpointBatcher::spawn(backend, arn.clone(), token, BatcherConfig::default())?;
+    /// let update = OperationUpdate::builder()
+    ///     .id("step-1").r#type(OperationType::Step).action(OperationAction::Start).build()?;
+    /// batcher.checkpoint(update).await?;
+    /// let held = emulator.execution(&arn).expect("started above");
+    /// assert_eq!(held.operation("step-1").map(|op| op.status.as_str()), Some("STARTED"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn client(&self) -> aws_sdk_lambda::Client {
+        use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "AKIDEMULATOR",
+                "emulator-secret",
+                None,
+                None,
+                "checkpoint-batcher-emulator",
+            ))
+            .endpoint_url(self.endpoint_url())
+            .build();
+        aws_sdk_lambda::Client::from_conf(config)
+    }
+
     /// Starts an execution named `name` with no input; returns its ARN (which contains
     /// `/`) and its first checkpoint token.
     pub fn start_execution(&self, name: &str) -> (String, String) {
