@@ -462,7 +462,16 @@ impl Actor {
     /// everything queued with it. Messages still in the channel are answered as they are
     /// drained.
     fn stop(&mut self, error: BatcherError) {
+        // Recorded first: the report depends on it (no token once the service ended the chain).
+        self.stopped = Some(error.clone());
         self.shared.set_terminal(&error);
+        let answer = self.final_answer(&error);
+        if let Ok(report) = &answer {
+            // Nothing is sent after a stop, so the report is final. Published before the channel
+            // closes: a `shutdown` whose send fails from now on reads it instead of racing the
+            // actor's exit.
+            self.shared.set_report(report.clone());
+        }
         self.rx.close();
         for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
             let _ = submission.reply.send(Err(error.clone()));
@@ -473,13 +482,11 @@ impl Actor {
         for (_, reply) in self.flushes.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
-        let answer = self.final_answer(&error);
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());
         }
         self.immediate = false;
         self.earliest = None;
-        self.stopped = Some(error);
     }
 
     /// What a shutdown gets once the batcher stopped with `error`: the report when the chain
