@@ -8,7 +8,7 @@ use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::config::retry::RetryConfig;
 use aws_sdk_lambda::config::timeout::TimeoutConfig;
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::operation::checkpoint_durable_execution::{
     CheckpointDurableExecutionError, CheckpointDurableExecutionOutput,
 };
@@ -167,6 +167,22 @@ fn state_error_kind(error: &GetDurableExecutionStateError) -> Option<ErrorKind> 
     }
 }
 
+/// The code and message of a service error. An error response without a code (an emulator that
+/// leaves out `X-Amzn-ErrorType`) reaches us as `Unhandled` with empty metadata, the parsed
+/// message kept only in its source; read it there so that such responses are still classified.
+fn error_metadata<E>(error: &E) -> &ErrorMetadata
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let own = error.meta();
+    if own.code().is_some() || own.message().is_some() {
+        return own;
+    }
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<ErrorMetadata>())
+        .unwrap_or(own)
+}
+
 /// Classifies one failed attempt: typed errors first, then the HTTP status for what the SDK
 /// could not type, then the kind of transport failure.
 fn classify<E>(error: SdkError<E, HttpResponse>, typed: fn(&E) -> Option<ErrorKind>) -> BackendError
@@ -177,15 +193,17 @@ where
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
             let service_error = context.err();
-            let message = service_error.message().unwrap_or_default().to_owned();
-            let kind = typed(service_error)
-                .unwrap_or_else(|| kind_for_status(status, service_error.code(), &message));
+            let metadata = error_metadata(service_error);
+            let message = metadata.message().unwrap_or_default().to_owned();
+            let code = metadata.code();
+            let kind =
+                typed(service_error).unwrap_or_else(|| kind_for_status(status, code, &message));
             let retry_after = context
                 .raw()
                 .headers()
                 .get("retry-after")
                 .and_then(parse_retry_after);
-            let message = match service_error.code() {
+            let message = match code {
                 Some(code) => format!("{code}: {message}"),
                 None => message,
             };
