@@ -176,8 +176,14 @@ async fn real_error_responses_are_classified_with_and_without_the_error_type_hea
             server_error_rate: 1.0,
             ..Faults::default()
         });
+        let calls_before = emulator.execution(&arn).unwrap().checkpoint_calls;
         let err = classify(&emulator, &arn, &token, vec![start("a")]).await;
         assert_eq!(err.kind(), ErrorKind::Transient, "500 {how}: {err}");
+        let calls = emulator.execution(&arn).unwrap().checkpoint_calls - calls_before;
+        assert_eq!(
+            calls, 1,
+            "RealBackend makes one attempt: the SDK's retries are off"
+        );
         emulator.set_faults(Faults::none());
 
         let err = classify(&emulator, &arn, "c3RhbGU=", vec![start("a")]).await;
