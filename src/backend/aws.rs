@@ -137,35 +137,30 @@ fn invalid_parameter_kind(message: Option<&str>) -> ErrorKind {
     }
 }
 
-fn checkpoint_error_kind(error: &CheckpointDurableExecutionError) -> Option<ErrorKind> {
-    use CheckpointDurableExecutionError as E;
-    match error {
-        E::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
-        E::ServiceException(_) => Some(ErrorKind::Transient),
-        E::KmsAccessDeniedException(_)
-        | E::KmsDisabledException(_)
-        | E::KmsInvalidStateException(_)
-        | E::KmsNotFoundException(_) => Some(ErrorKind::Kms),
-        E::InvalidParameterValueException(e) => Some(invalid_parameter_kind(e.message())),
-        // Unhandled: no error type the SDK knows (an emulator without the error-type header,
-        // a new code). Classified by status.
-        _ => None,
-    }
+/// The classification of the typed errors both operations share; `None` for `Unhandled` (no
+/// error type the SDK knows: an emulator without the error-type header, a new code), which is
+/// classified by status.
+macro_rules! typed_error_kind {
+    ($name:ident, $error:ident) => {
+        fn $name(error: &$error) -> Option<ErrorKind> {
+            match error {
+                $error::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
+                $error::ServiceException(_) => Some(ErrorKind::Transient),
+                $error::KmsAccessDeniedException(_)
+                | $error::KmsDisabledException(_)
+                | $error::KmsInvalidStateException(_)
+                | $error::KmsNotFoundException(_) => Some(ErrorKind::Kms),
+                $error::InvalidParameterValueException(e) => {
+                    Some(invalid_parameter_kind(e.message()))
+                }
+                _ => None,
+            }
+        }
+    };
 }
 
-fn state_error_kind(error: &GetDurableExecutionStateError) -> Option<ErrorKind> {
-    use GetDurableExecutionStateError as E;
-    match error {
-        E::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
-        E::ServiceException(_) => Some(ErrorKind::Transient),
-        E::KmsAccessDeniedException(_)
-        | E::KmsDisabledException(_)
-        | E::KmsInvalidStateException(_)
-        | E::KmsNotFoundException(_) => Some(ErrorKind::Kms),
-        E::InvalidParameterValueException(e) => Some(invalid_parameter_kind(e.message())),
-        _ => None,
-    }
-}
+typed_error_kind!(checkpoint_error_kind, CheckpointDurableExecutionError);
+typed_error_kind!(state_error_kind, GetDurableExecutionStateError);
 
 /// The code and message of a service error. An error response without a code (an emulator that
 /// leaves out `X-Amzn-ErrorType`) reaches us as `Unhandled` with empty metadata, the parsed
