@@ -14,7 +14,7 @@
 )]
 
 mod backend;
-mod batcher;
+pub mod batcher;
 mod config;
 mod error;
 pub mod retry;
