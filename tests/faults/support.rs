@@ -134,16 +134,25 @@ impl Raw {
     }
 }
 
-/// Writes `request` as is, half-closes, and reads to EOF. `None` when the server closed the
-/// connection without a status line (allowed for requests that are not HTTP at all).
+/// Writes `request` as is and reads to EOF. `None` when the server closed the connection
+/// without a status line (allowed for requests that are not HTTP at all).
 pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> Option<Raw> {
+    send_raw_then(addr, request, false).await
+}
+
+/// As [`send_raw`]; with `half_close`, the write side is shut after the request, which is how
+/// a client says "that is all you get" when its request is incomplete. (hyper closes the
+/// connection on a half-close by default, so a complete request must not be sent this way.)
+pub async fn send_raw_then(addr: SocketAddr, request: &[u8], half_close: bool) -> Option<Raw> {
     within(Duration::from_secs(20), "a raw request", async {
         let mut stream = TcpStream::connect(addr)
             .await
             .expect("the emulator listens");
         // The server may answer and close before reading everything (413): ignore write errors.
         let _ = stream.write_all(request).await;
-        let _ = stream.shutdown().await;
+        if half_close {
+            let _ = stream.shutdown().await;
+        }
         let mut buf = Vec::new();
         let _ = stream.read_to_end(&mut buf).await;
         parse(&buf)
