@@ -49,12 +49,17 @@ fn draw(
         .x_desc("p99 acknowledgement latency (ms)")
         .y_desc("throughput (steps/s)")
         .label_style(("sans-serif", 14))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(BLACK.mix(0.03))
         .draw()?;
 
-    let budget_style = RED.stroke_width(2);
+    let budget_style = BLACK.mix(0.6).stroke_width(2);
     chart
-        .draw_series(LineSeries::new(
+        .draw_series(DashedLineSeries::new(
             [(budget_ms, 0.0), (budget_ms, y_max)],
+            8,
+            6,
             budget_style,
         ))?
         .label(format!("p99 budget {budget_ms} ms"))
@@ -95,7 +100,7 @@ fn draw(
 
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))

@@ -143,7 +143,7 @@ pub(crate) async fn tune(args: TuneArgs) -> Result<(), CliError> {
     }
     if let Some(path) = &args.plot {
         let title = format!(
-            "{} tasks x {} steps, emulator latency {} + 0-{} jitter",
+            "{} tasks x {} steps, emulator latency {} + 0-{} jitter (labels: flush interval)",
             args.concurrency,
             args.steps,
             ms(faults.latency),
@@ -225,14 +225,14 @@ fn table(args: &TuneArgs, points: &[Point], recommended: Option<usize>) -> Strin
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "  {:>6} {:>8} {:>10} {:>8} {:>8} {:>12} {:>10}",
+        "  {:>6} {:>8} {:>10} {:>8} {:>8} {:>11} {:>11}",
         "batch", "flush", "steps/s", "p50 ms", "p99 ms", "calls/1000", "mean batch"
     );
     for (index, p) in points.iter().enumerate() {
         let mark = if Some(index) == recommended { '*' } else { ' ' };
         let _ = writeln!(
             out,
-            "{mark} {:>6} {:>5} ms {:>10.0} {:>8.1} {:>8.1} {:>12.1} {:>10.1}",
+            "{mark} {:>6} {:>5} ms {:>10.0} {:>8.1} {:>8.1} {:>11.1} {:>11.1}",
             p.batch_size,
             p.flush_ms,
             p.steps_per_s,
