@@ -44,10 +44,10 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// Tasks running steps at the same time (the handler's concurrency).
-    #[arg(short = 'c', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(short = 'c', long, default_value_t = 100, value_name = "C", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) concurrency: u32,
     /// Steps each task runs one after another.
-    #[arg(short = 'k', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(short = 'k', long, default_value_t = 50, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) steps: u32,
     /// Bytes of each step's result payload.
     #[arg(long, default_value_t = 64, value_name = "BYTES", value_parser = parse_payload_bytes)]
@@ -98,10 +98,10 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Args)]
 pub(crate) struct TuneArgs {
     /// Tasks running steps at the same time.
-    #[arg(short = 'c', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(short = 'c', long, default_value_t = 100, value_name = "C", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) concurrency: u32,
     /// Steps each task runs, at every point of the sweep.
-    #[arg(short = 'k', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(short = 'k', long, default_value_t = 20, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) steps: u32,
     /// Bytes of each step's result payload.
     #[arg(long, default_value_t = 64, value_name = "BYTES", value_parser = parse_payload_bytes)]
