@@ -87,14 +87,9 @@ pub(crate) fn flag_for_field(field: &str) -> &'static str {
 /// A configuration error as a usage error naming the flag, e.g. `--max-batch-updates must be
 /// between 1 and 250 (the service's limit), got 300`.
 ///
-/// [`ConfigError`] exposes the field but not the reason alone, so the reason is cut out of its
-/// message (`invalid configuration: <field> <reason>`); field names inside the reason (such as
-/// `retry.max_backoff`) become flags too.
+/// Field names inside the reason (such as `retry.max_backoff`) become flags too.
 pub(crate) fn config_usage(error: &ConfigError) -> CliError {
     let field = error.field();
-    let message = error.to_string();
-    let prefix = format!("invalid configuration: {field} ");
-    let reason = message.strip_prefix(&prefix).unwrap_or(&message);
     let reason = [
         "retry.max_backoff",
         "retry.initial_backoff",
@@ -102,7 +97,7 @@ pub(crate) fn config_usage(error: &ConfigError) -> CliError {
         "retry.max_attempts",
     ]
     .iter()
-    .fold(reason.to_owned(), |text, name| {
+    .fold(error.reason().to_owned(), |text, name| {
         text.replace(name, flag_for_field(name))
     });
     CliError::Usage(format!("{} {reason}", flag_for_field(field)))
