@@ -429,7 +429,12 @@ async fn a_request_the_service_rejects_latches_an_execution_failure_and_nothing_
         // holds all of them.
         faulty.hold();
         let first = batcher.submit(start("g0")).await.expect("accepted");
-        faulty.wait_for_calls(calls_before + 1).await;
+        within(
+            HANG,
+            "the held call to start",
+            faulty.wait_for_calls(calls_before + 1),
+        )
+        .await;
         let mut acks: Vec<(String, AckFuture)> = Vec::new();
         for i in 1..=4 {
             let id = format!("g{i}");
@@ -526,7 +531,7 @@ async fn terminal_checkpoint(lose_the_answer: bool, shutdown_in_flight: bool) {
         .expect("applies");
     faulty.hold();
     let step_done = batcher.submit(succeed("s1", "2")).await.expect("accepted");
-    faulty.wait_for_calls(2).await;
+    within(HANG, "the held call to start", faulty.wait_for_calls(2)).await;
     // Queued while call 2 is in flight: the EXECUTION SUCCEED goes last in its batch, so the
     // updates behind it wait for a batch that never goes.
     let finish = OperationUpdate::builder()
@@ -674,7 +679,7 @@ async fn callers_that_walk_away_at_each_point_never_lose_or_duplicate_an_update(
         .expect("applies");
     faulty.hold();
     drop(batcher.submit(start("in-flight")).await.expect("accepted"));
-    faulty.wait_for_calls(2).await;
+    within(HANG, "the held call to start", faulty.wait_for_calls(2)).await;
     // The actor takes two into the next batch, the channel holds two more.
     for id in ["queued-1", "queued-2", "queued-3", "queued-4"] {
         drop(
@@ -1188,7 +1193,7 @@ async fn an_update_larger_than_a_batch_goes_alone_and_its_neighbours_go_through(
         .expect("applies");
     faulty.hold();
     let warm = batcher.submit(start("warm")).await.expect("accepted");
-    faulty.wait_for_calls(2).await;
+    within(HANG, "the held call to start", faulty.wait_for_calls(2)).await;
     let mut before = Vec::new();
     for i in 0..3 {
         before.push(
@@ -1491,8 +1496,8 @@ async fn garbage_alongside_a_live_batcher_does_not_disturb_it() {
     emu.shutdown().await;
 }
 
-/// Property: a valid checkpoint request mutated at random (bytes flipped, cut, repeated,
-/// inserted; the method and the path's ARN changed) gets a 2xx or a 4xx, never a 5xx or a
+/// Property: a valid checkpoint request mutated at random (a field given a value that may
+/// break a rule; bytes flipped, cut, repeated, inserted; the method and the path's ARN changed) gets a 2xx or a 4xx, never a 5xx or a
 /// dropped connection; a refused request leaves the token as it was; a 200 rotates it.
 #[test]
 fn mutated_requests_get_an_answer_and_a_refused_one_consumes_nothing() {
@@ -1520,6 +1525,26 @@ fn mutated_requests_get_an_answer_and_a_refused_one_consumes_nothing() {
         prop::collection::vec(mutation, 0..6),
         prop::sample::select(vec!["POST", "POST", "POST", "GET", "PUT"]),
         prop::option::weighted(0.2, "[ -~]{0,20}"),
+        // A field of the update replaced by a value that may break a rule of the service.
+        prop::option::weighted(
+            0.5,
+            (
+                prop::sample::select(vec!["Id", "Type", "Action", "ParentId"]),
+                prop::sample::select(vec![
+                    "",
+                    "a b",
+                    "ctx",
+                    "STEP",
+                    "WAIT",
+                    "CONTEXT",
+                    "EXECUTION",
+                    "SUCCEED",
+                    "RETRY",
+                    "CANCEL",
+                    "NOPE",
+                ]),
+            ),
+        ),
     );
     let mut runner = TestRunner::new_with_rng(
         Config {
@@ -1532,9 +1557,17 @@ fn mutated_requests_get_an_answer_and_a_refused_one_consumes_nothing() {
     let statuses: std::sync::Mutex<BTreeMap<u16, usize>> = std::sync::Mutex::default();
     let cases = AtomicU64::new(0);
     runner
-        .run(&input, |(mutations, method, arn_tail)| {
+        .run(&input, |(mutations, method, arn_tail, replaced)| {
             let case = cases.fetch_add(1, Ordering::SeqCst);
-            let (before, mut body) = valid_body(&emu, &arn, &format!("m{case}"));
+            let before = snapshot(&emu, &arn).current_token;
+            let mut update =
+                serde_json::json!({"Id": format!("m{case}"), "Type": "STEP", "Action": "START"});
+            if let Some((field, value)) = replaced {
+                update[field] = serde_json::json!(value);
+            }
+            let mut body = serde_json::json!({"CheckpointToken": before, "Updates": [update]})
+                .to_string()
+                .into_bytes();
             for (kind, at, len, byte) in mutations {
                 let i = at.index(body.len().max(1)).min(body.len());
                 let end = (i + len).min(body.len());
