@@ -233,3 +233,41 @@ async fn statistics_count_updates_batches_bytes_and_retries() {
         "bytes are the request bodies as sent"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_shutdown_during_the_drain_waits_for_the_same_report() {
+    let rig = rig(config());
+    rig.faulty.hold();
+    let ack = rig.batcher.submit(start("draining")).await.unwrap();
+    rig.faulty.wait_for_calls(1).await;
+    let first = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !rig.batcher.is_open(),
+        "the first shutdown closed the queue"
+    );
+    let second = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !second.is_finished(),
+        "the second shutdown waits for the drain"
+    );
+    rig.faulty.release();
+    let first = within(Duration::from_secs(5), first)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = within(Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(first.stats.updates, 1);
+    within(Duration::from_secs(5), ack).await.unwrap();
+}

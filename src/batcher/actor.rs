@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use aws_sdk_lambda::types::{Operation, OperationAction, OperationType, OperationUpdate};
 use futures::future::OptionFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument, Span, field};
 
@@ -66,6 +66,8 @@ pub(crate) struct Actor {
     rx_open: bool,
     inbox: Vec<Command>,
     shared: Arc<Shared>,
+    /// Where the final report is published for handles (see `Shared::final_report`).
+    published: watch::Sender<Option<BatcherReport>>,
 
     // The next batch being assembled (`front`) and what waits behind it (`overflow`).
     front: Vec<Submission>,
@@ -102,6 +104,7 @@ impl Actor {
         config: &BatcherConfig,
         rx: mpsc::Receiver<Command>,
         shared: Arc<Shared>,
+        report: watch::Sender<Option<BatcherReport>>,
     ) -> Self {
         let mut rng = config
             .retry
@@ -119,6 +122,7 @@ impl Actor {
             rx_open: true,
             inbox: Vec::with_capacity(limits.max_updates),
             shared,
+            published: report,
             front: Vec::with_capacity(limits.max_updates),
             assembler: Assembler::new(limits, envelope),
             cut: None,
@@ -470,7 +474,7 @@ impl Actor {
             // Nothing is sent after a stop, so the report is final. Published before the channel
             // closes: a `shutdown` whose send fails from now on reads it instead of racing the
             // actor's exit.
-            self.shared.set_report(report.clone());
+            self.published.send_replace(Some(report.clone()));
         }
         self.rx.close();
         for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
@@ -523,7 +527,7 @@ impl Actor {
             None => Ok(report.clone()),
         };
         if answer.is_ok() {
-            self.shared.set_report(report);
+            self.published.send_replace(Some(report));
         }
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());

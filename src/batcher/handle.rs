@@ -193,11 +193,18 @@ impl BatcherHandle {
     pub async fn shutdown(&self) -> Result<BatcherReport, BatcherError> {
         let (reply, rx) = oneshot::channel();
         if let Err(error) = self.send(Command::Shutdown(reply)).await {
-            return self.shared.report().ok_or(error);
+            // Another shutdown (or the end of the chain) closed the queue first. Its drain may
+            // still be running: wait for the report it will publish, or for the actor to end
+            // without one.
+            return self.shared.final_report().await.ok_or(error);
         }
         match rx.await {
             Ok(answer) => answer,
-            Err(_) => self.shared.report().ok_or_else(|| self.stopped()),
+            Err(_) => self
+                .shared
+                .final_report()
+                .await
+                .ok_or_else(|| self.stopped()),
         }
     }
 

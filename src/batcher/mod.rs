@@ -66,7 +66,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use ack::{AckFuture, CheckpointAck};
 pub use handle::BatcherHandle;
@@ -190,9 +190,10 @@ impl CheckpointBatcher {
             ));
         }
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let shared = Arc::new(Shared::default());
+        let (report_tx, report_rx) = watch::channel(None);
+        let shared = Arc::new(Shared::new(report_rx));
         let handle = BatcherHandle::new(tx, Arc::clone(&shared), config.flush_interval);
-        let actor = Actor::new(backend, arn, token, config, rx, shared);
+        let actor = Actor::new(backend, arn, token, config, rx, shared, report_tx);
         Ok((handle, actor))
     }
 }

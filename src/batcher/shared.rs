@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use tokio::sync::watch;
+
 use crate::error::BatcherError;
 
 /// A snapshot of a batcher's statistics.
@@ -45,13 +47,15 @@ pub struct BatcherReport {
     pub stats: BatcherStats,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     /// Set once the batcher stops taking updates: the latched failure, or why it closed. A
     /// handle whose send fails reports it, so a caller never sees a bare "closed" when there was
     /// a cause.
     terminal: Mutex<Option<BatcherError>>,
-    report: Mutex<Option<BatcherReport>>,
+    /// The final report, published by the actor once nothing more will be sent. The actor holds
+    /// the sender, so a handle waiting for the report learns when the actor is gone instead.
+    report: watch::Receiver<Option<BatcherReport>>,
     updates: AtomicU64,
     batches: AtomicU64,
     bytes: AtomicU64,
@@ -61,6 +65,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(report: watch::Receiver<Option<BatcherReport>>) -> Self {
+        Self {
+            terminal: Mutex::default(),
+            report,
+            updates: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            largest_batch: AtomicU64::default(),
+            failures: AtomicU64::default(),
+        }
+    }
+
     pub(crate) fn terminal(&self) -> Option<BatcherError> {
         self.terminal
             .lock()
@@ -83,15 +100,15 @@ impl Shared {
         }
     }
 
-    pub(crate) fn report(&self) -> Option<BatcherReport> {
-        self.report
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn set_report(&self, report: BatcherReport) {
-        *self.report.lock().unwrap_or_else(PoisonError::into_inner) = Some(report);
+    /// Waits for the final report; `None` if the actor stopped without one (a failure, or its
+    /// task is gone).
+    pub(crate) async fn final_report(&self) -> Option<BatcherReport> {
+        let mut report = self.report.clone();
+        report
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|report| report.clone())
     }
 
     pub(crate) fn record_batch(&self, updates: usize, bytes: usize) {
