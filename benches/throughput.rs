@@ -1,1 +1,821 @@
-fn main() {}
+//! End-to-end throughput of the batcher against the token chain's ceiling (issue 5).
+//!
+//! Each checkpoint consumes the token and returns the next, so one call can be in flight per
+//! execution and throughput is bounded by the updates one call may carry. This benchmark
+//! measures how close the batcher runs to that bound, and what it costs on top of the backend.
+//!
+//! # Workload
+//!
+//! C tasks each run K steps in sequence. A step submits a STEP START without waiting for it,
+//! then awaits a STEP SUCCEED carrying a payload: two updates per step, as the official SDKs
+//! send them. The backend ([`BenchBackend`]) is in process and answers each checkpoint after
+//! L milliseconds of a real `tokio::time::sleep`, checking the token chain and counting calls,
+//! updates, bytes and its own mean call time (timers round up, so the time is measured, not
+//! assumed).
+//!
+//! The ceiling is `min(C, max_batch_updates / 2) / mean_call_time` steps per second, measured
+//! in the same run; in the large-payload scenario the byte limit closes batches first, so its
+//! ceiling also counts how many steps fit in `max_batch_bytes`. Every scenario runs beside a
+//! **naive baseline**: a mutex around the token and one call per update, as a handler without
+//! a batcher would do. The baseline is slow by nature (two round trips per step, serialized),
+//! so it runs a bounded sample: the same workload, cut off after a time cap.
+//!
+//! # Running
+//!
+//! `cargo bench --all-features --bench throughput` prints one markdown table. `BENCH_QUICK=1`
+//! shrinks every scenario (a smoke run under 30 s). `--json` (or `BENCH_JSON=1`) writes the rows
+//! as JSON to standard output and the table to standard error; `--json=PATH` (or
+//! `BENCH_JSON=PATH`) writes them to a file. `BENCH_RUNS=n` sets how many times each scenario
+//! runs; the run with the median throughput is reported. `BENCH_SCENARIO=name` runs only the
+//! scenarios whose name contains it, and `BENCH_NAIVE=0` skips the baselines (for profiling).
+
+use std::env;
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
+use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
+use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+use checkpoint_batcher::size::{envelope_bytes, request_bytes, update_bytes};
+use checkpoint_batcher::{
+    BackendError, BatcherConfig, BatcherHandle, CheckpointBatcher, DurableBackend, ErrorKind,
+};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:bench/durable-execution/e/1";
+/// The client tokens the batcher generates are this long; the baseline uses the same length.
+const CLIENT_TOKEN_LEN: usize = 32;
+const SMALL_PAYLOAD: &str = r#"{"result":42}"#;
+
+/// An in-process checkpoint API that answers after a fixed latency and checks the token chain.
+#[derive(Debug)]
+struct BenchBackend {
+    latency: Duration,
+    /// Whether to count request bytes with `size::request_bytes` (costs a pass over every
+    /// update, so the overhead scenario leaves it off).
+    measure_bytes: bool,
+    token: Mutex<(u64, String)>,
+    busy: AtomicBool,
+    calls: AtomicU64,
+    updates: AtomicU64,
+    call_nanos: AtomicU64,
+    /// Calls that overlapped another, or carried a stale token: both must stay zero.
+    violations: AtomicU64,
+    /// Request body bytes of each call, when measured.
+    requests: Mutex<Vec<usize>>,
+}
+
+fn token_for(n: u64) -> String {
+    format!("VE9LRU4{n:016}")
+}
+
+impl BenchBackend {
+    fn new(latency: Duration, measure_bytes: bool) -> Self {
+        Self {
+            latency,
+            measure_bytes,
+            token: Mutex::new((0, token_for(0))),
+            busy: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            updates: AtomicU64::new(0),
+            call_nanos: AtomicU64::new(0),
+            violations: AtomicU64::new(0),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn current_token(&self) -> String {
+        self.token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    fn mean_call(&self) -> Duration {
+        let calls = self.calls.load(Ordering::Relaxed).max(1);
+        Duration::from_nanos(self.call_nanos.load(Ordering::Relaxed) / calls)
+    }
+}
+
+#[async_trait]
+impl DurableBackend for BenchBackend {
+    async fn checkpoint(
+        &self,
+        arn: &str,
+        checkpoint_token: &str,
+        updates: Vec<OperationUpdate>,
+        client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        self.batch_checkpoint(arn, checkpoint_token, &updates, client_token.unwrap_or("-"))
+            .await
+    }
+
+    async fn batch_checkpoint(
+        &self,
+        _arn: &str,
+        checkpoint_token: &str,
+        updates: &[OperationUpdate],
+        client_token: &str,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        let started = Instant::now();
+        if self.busy.swap(true, Ordering::AcqRel) {
+            let _ = self.violations.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.measure_bytes {
+            let bytes = request_bytes(checkpoint_token, client_token, updates);
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(bytes);
+        }
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let next = {
+            let mut token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+            if token.1 != checkpoint_token {
+                let _ = self.violations.fetch_add(1, Ordering::Relaxed);
+                self.busy.store(false, Ordering::Release);
+                return Err(BackendError::new(
+                    ErrorKind::InvalidCheckpointToken,
+                    "Invalid checkpoint token",
+                ));
+            }
+            token.0 += 1;
+            token.1 = token_for(token.0);
+            token.1.clone()
+        };
+        let _ = self.calls.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .updates
+            .fetch_add(updates.len() as u64, Ordering::Relaxed);
+        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let _ = self.call_nanos.fetch_add(elapsed, Ordering::Relaxed);
+        self.busy.store(false, Ordering::Release);
+        Ok(CheckpointDurableExecutionOutput::builder()
+            .checkpoint_token(next)
+            .build())
+    }
+
+    async fn get_execution_state(
+        &self,
+        _arn: &str,
+        _checkpoint_token: &str,
+        _marker: Option<&str>,
+        _max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        GetDurableExecutionStateOutput::builder()
+            .set_operations(Some(Vec::new()))
+            .build()
+            .map_err(|e| BackendError::new(ErrorKind::Rejected, e.to_string()))
+    }
+}
+
+/// What a scenario must reach.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// Ratio to the ceiling at least this.
+    Ratio(f64),
+    /// Ratio to the ceiling, and speed-up over the naive baseline, at least these.
+    RatioAndSpeedup(f64, f64),
+    /// Updates acknowledged per second at least this.
+    UpdatesPerSecond(f64),
+    /// Every request within `max_batch_bytes`, and batches at least this full by bytes.
+    Fill(f64),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ratio(r) => write!(f, "ratio ≥ {r}"),
+            Self::RatioAndSpeedup(r, s) => write!(f, "ratio ≥ {r}, ≥ {s}× naive"),
+            Self::UpdatesPerSecond(u) => write!(f, "≥ {:.1}M updates/s", u / 1e6),
+            Self::Fill(p) => write!(f, "≤ max bytes, ≥ {:.0} % full", p * 100.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    name: &'static str,
+    tasks: usize,
+    steps: usize,
+    latency: Duration,
+    payload_bytes: usize,
+    target: Target,
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (C={}, K={}, L={} ms",
+            self.name,
+            self.tasks,
+            self.steps,
+            self.latency.as_millis()
+        )?;
+        if self.payload_bytes > SMALL_PAYLOAD.len() {
+            write!(f, ", {} KiB payloads", self.payload_bytes / 1024)?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let ms = Duration::from_millis;
+    // Quick runs keep C (it decides the batch shapes) and shrink K.
+    let k = |full: usize, small: usize| if quick { small } else { full };
+    vec![
+        Scenario {
+            name: "sequential",
+            tasks: 1,
+            steps: k(200, 30),
+            latency: ms(5),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::Ratio(0.95),
+        },
+        Scenario {
+            name: "concurrent",
+            tasks: 100,
+            steps: k(20, 5),
+            latency: ms(5),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::Ratio(0.95),
+        },
+        Scenario {
+            name: "saturated",
+            tasks: 1000,
+            steps: k(5, 2),
+            latency: ms(5),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::RatioAndSpeedup(0.95, 100.0),
+        },
+        Scenario {
+            name: "overhead",
+            tasks: 1000,
+            steps: k(100, 20),
+            latency: Duration::ZERO,
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::UpdatesPerSecond(1_000_000.0),
+        },
+        Scenario {
+            name: "large payloads",
+            tasks: 200,
+            steps: k(5, 2),
+            latency: ms(5),
+            payload_bytes: 64 * 1024,
+            target: Target::Fill(0.90),
+        },
+    ]
+}
+
+fn payload(bytes: usize) -> String {
+    if bytes <= SMALL_PAYLOAD.len() {
+        SMALL_PAYLOAD.to_owned()
+    } else {
+        "x".repeat(bytes)
+    }
+}
+
+/// The Id of one step: `t{task}-s{step}`, shared by its START and SUCCEED. Sized up front: a
+/// bare `format!` grows its buffer twice, which showed in the overhead profile.
+fn step_id(task: usize, step: usize) -> String {
+    let mut id = String::with_capacity(24);
+    let _ = write!(id, "t{task}-s{step}");
+    id
+}
+
+fn update(
+    id: String,
+    action: OperationAction,
+    payload: Option<&str>,
+) -> Result<OperationUpdate, Error> {
+    Ok(OperationUpdate::builder()
+        .id(id)
+        .r#type(OperationType::Step)
+        .action(action)
+        .set_payload(payload.map(str::to_owned))
+        .build()?)
+}
+
+/// What one run of a workload measured.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    steps: u64,
+    elapsed: Duration,
+    calls: u64,
+    updates: u64,
+    mean_call: Duration,
+    /// Acknowledgement latency of each awaited SUCCEED, in microseconds, sorted.
+    latencies: Vec<u32>,
+    /// Request body bytes of each call (when measured).
+    requests: Vec<usize>,
+    violations: u64,
+}
+
+impl Run {
+    fn steps_per_second(&self) -> f64 {
+        self.steps as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        Duration::from_micros(u64::from(self.latencies[rank - 1]))
+    }
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// One task of the batcher workload: K steps, each a fire-and-forget START and an awaited
+/// SUCCEED.
+async fn batcher_task(
+    handle: BatcherHandle,
+    task: usize,
+    steps: usize,
+    payload: Arc<str>,
+) -> Result<Vec<u32>, Error> {
+    let mut latencies = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let id = step_id(task, step);
+        let start = update(id.clone(), OperationAction::Start, None)?;
+        drop(handle.submit(start).await?);
+        let succeed = update(id, OperationAction::Succeed, Some(&payload))?;
+        let submitted = Instant::now();
+        let _ack = handle.checkpoint(succeed).await?;
+        latencies.push(micros(submitted.elapsed()));
+    }
+    Ok(latencies)
+}
+
+async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run, Error> {
+    let backend = Arc::new(BenchBackend::new(
+        scenario.latency,
+        !scenario.latency.is_zero(),
+    ));
+    let token = backend.current_token();
+    let handle = CheckpointBatcher::spawn(backend.clone(), ARN, token, config.clone())?;
+    let payload: Arc<str> = payload(scenario.payload_bytes).into();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..scenario.tasks)
+        .map(|task| {
+            tokio::spawn(batcher_task(
+                handle.clone(),
+                task,
+                scenario.steps,
+                Arc::clone(&payload),
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(scenario.tasks * scenario.steps);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let report = handle.shutdown().await?;
+    latencies.sort_unstable();
+    let steps = (scenario.tasks * scenario.steps) as u64;
+    assert_eq!(
+        report.stats.updates,
+        2 * steps,
+        "every update must be acknowledged"
+    );
+    Ok(Run {
+        steps,
+        elapsed,
+        calls: backend.calls.load(Ordering::Relaxed),
+        updates: backend.updates.load(Ordering::Relaxed),
+        mean_call: backend.mean_call(),
+        latencies,
+        requests: mem_take(&backend.requests),
+        violations: backend.violations.load(Ordering::Relaxed),
+    })
+}
+
+fn mem_take<T: Default>(slot: &Mutex<T>) -> T {
+    std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// A handler without a batcher: a mutex around the token, one call per update.
+#[derive(Debug)]
+struct Naive {
+    backend: Arc<BenchBackend>,
+    token: tokio::sync::Mutex<String>,
+    client_tokens: AtomicU64,
+    /// When the sample ends: calls that get the lock later are not made.
+    deadline: Instant,
+}
+
+impl Naive {
+    /// One checkpoint call carrying `update`; `false` when the sample had ended.
+    async fn call(&self, update: OperationUpdate) -> Result<bool, Error> {
+        let mut token = self.token.lock().await;
+        if Instant::now() >= self.deadline {
+            return Ok(false);
+        }
+        let client_token = format!(
+            "{:0width$x}",
+            self.client_tokens.fetch_add(1, Ordering::Relaxed),
+            width = CLIENT_TOKEN_LEN
+        );
+        let output = self
+            .backend
+            .batch_checkpoint(ARN, &token, std::slice::from_ref(&update), &client_token)
+            .await?;
+        *token = output.checkpoint_token.ok_or("the chain ended")?;
+        Ok(true)
+    }
+}
+
+async fn naive_task(
+    naive: Arc<Naive>,
+    task: usize,
+    steps: usize,
+    payload: Arc<str>,
+    done: Arc<AtomicU64>,
+) -> Result<Vec<u32>, Error> {
+    let mut latencies = Vec::new();
+    for step in 0..steps {
+        let id = step_id(task, step);
+        let start = update(id.clone(), OperationAction::Start, None)?;
+        if !naive.call(start).await? {
+            break;
+        }
+        let succeed = update(id, OperationAction::Succeed, Some(&payload))?;
+        let submitted = Instant::now();
+        if !naive.call(succeed).await? {
+            break;
+        }
+        latencies.push(micros(submitted.elapsed()));
+        let _ = done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(latencies)
+}
+
+async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
+    let backend = Arc::new(BenchBackend::new(scenario.latency, false));
+    let started = Instant::now();
+    let naive = Arc::new(Naive {
+        token: tokio::sync::Mutex::new(backend.current_token()),
+        backend: Arc::clone(&backend),
+        client_tokens: AtomicU64::new(0),
+        deadline: started + cap,
+    });
+    let payload: Arc<str> = payload(scenario.payload_bytes).into();
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..scenario.tasks)
+        .map(|task| {
+            tokio::spawn(naive_task(
+                Arc::clone(&naive),
+                task,
+                scenario.steps,
+                Arc::clone(&payload),
+                Arc::clone(&done),
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(Run {
+        steps: done.load(Ordering::Relaxed),
+        elapsed,
+        calls: backend.calls.load(Ordering::Relaxed),
+        updates: backend.updates.load(Ordering::Relaxed),
+        mean_call: backend.mean_call(),
+        latencies,
+        requests: Vec::new(),
+        violations: backend.violations.load(Ordering::Relaxed),
+    })
+}
+
+/// One row of the table: the median batcher run beside the baseline.
+#[derive(Debug)]
+struct Row {
+    scenario: Scenario,
+    batcher: Run,
+    naive: Run,
+    naive_capped: bool,
+    /// Steps per call the limits allow (count, or bytes when smaller).
+    steps_per_call: f64,
+    max_batch_bytes: usize,
+}
+
+impl Row {
+    fn ceiling(&self) -> Option<f64> {
+        if self.scenario.latency.is_zero() {
+            return None;
+        }
+        Some(self.steps_per_call / self.batcher.mean_call.as_secs_f64())
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.ceiling().map(|c| self.batcher.steps_per_second() / c)
+    }
+
+    fn speedup(&self) -> f64 {
+        self.batcher.steps_per_second() / self.naive.steps_per_second()
+    }
+
+    fn updates_per_second(&self) -> f64 {
+        self.batcher.updates as f64 / self.batcher.elapsed.as_secs_f64()
+    }
+
+    fn mean_batch(&self) -> f64 {
+        self.batcher.updates as f64 / self.batcher.calls.max(1) as f64
+    }
+
+    /// Mean fill by bytes of every request but the last, which only drains the tail.
+    fn fill(&self) -> Option<f64> {
+        let requests = &self.batcher.requests;
+        let body = requests.get(..requests.len().saturating_sub(1))?;
+        if body.is_empty() {
+            return None;
+        }
+        let sum: usize = body.iter().sum();
+        Some(sum as f64 / body.len() as f64 / self.max_batch_bytes as f64)
+    }
+
+    /// The least full request, the last excepted.
+    fn min_fill(&self) -> Option<f64> {
+        let requests = &self.batcher.requests;
+        let body = requests.get(..requests.len().saturating_sub(1))?;
+        body.iter()
+            .min()
+            .map(|&b| b as f64 / self.max_batch_bytes as f64)
+    }
+
+    fn largest_request(&self) -> usize {
+        self.batcher.requests.iter().copied().max().unwrap_or(0)
+    }
+
+    fn met(&self) -> bool {
+        let sound = self.batcher.violations == 0 && self.naive.violations == 0;
+        sound
+            && match self.scenario.target {
+                Target::Ratio(r) => self.ratio().is_some_and(|x| x >= r),
+                Target::RatioAndSpeedup(r, s) => {
+                    self.ratio().is_some_and(|x| x >= r) && self.speedup() >= s
+                }
+                Target::UpdatesPerSecond(u) => self.updates_per_second() >= u,
+                Target::Fill(p) => {
+                    self.largest_request() <= self.max_batch_bytes
+                        && self.fill().is_some_and(|f| f >= p)
+                }
+            }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": self.scenario.name,
+            "tasks": self.scenario.tasks,
+            "steps_per_task": self.scenario.steps,
+            "latency_ms": self.scenario.latency.as_secs_f64() * 1000.0,
+            "payload_bytes": self.scenario.payload_bytes,
+            "steps": self.batcher.steps,
+            "elapsed_s": self.batcher.elapsed.as_secs_f64(),
+            "steps_per_s": self.batcher.steps_per_second(),
+            "updates_per_s": self.updates_per_second(),
+            "mean_call_ms": self.batcher.mean_call.as_secs_f64() * 1000.0,
+            "ceiling_steps_per_s": self.ceiling(),
+            "ratio": self.ratio(),
+            "calls": self.batcher.calls,
+            "mean_batch": self.mean_batch(),
+            "fill": self.fill(),
+            "min_fill": self.min_fill(),
+            "largest_request_bytes": self.largest_request(),
+            "ack_p50_us": self.batcher.percentile(0.50).as_micros() as u64,
+            "ack_p99_us": self.batcher.percentile(0.99).as_micros() as u64,
+            "naive_steps": self.naive.steps,
+            "naive_steps_per_s": self.naive.steps_per_second(),
+            "naive_capped": self.naive_capped,
+            "speedup": self.speedup(),
+            "target": self.scenario.target.to_string(),
+            "met": self.met(),
+        })
+    }
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| scenario | steps/s | ceiling | ratio | calls | mean batch | fill | ack p50 ms | ack p99 ms | naive steps/s | speed-up | target | met |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+    for row in rows {
+        let ceiling = row
+            .ceiling()
+            .map_or_else(|| "—".to_owned(), |c| format!("{c:.0}"));
+        let ratio = row
+            .ratio()
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.3}"));
+        let fill = row
+            .fill()
+            .map_or_else(|| "—".to_owned(), |f| format!("{:.1} %", f * 100.0));
+        let mut steps = format!("{:.0}", row.batcher.steps_per_second());
+        if row.scenario.latency.is_zero() {
+            steps.push_str(&format!(
+                " ({:.2}M updates/s)",
+                row.updates_per_second() / 1e6
+            ));
+        }
+        let naive = format!(
+            "{:.0}{}",
+            row.naive.steps_per_second(),
+            if row.naive_capped { "*" } else { "" }
+        );
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1}× | {} | {} |\n",
+            row.scenario,
+            steps,
+            ceiling,
+            ratio,
+            row.batcher.calls,
+            row.mean_batch(),
+            fill,
+            ms(row.batcher.percentile(0.50)),
+            ms(row.batcher.percentile(0.99)),
+            naive,
+            row.speedup(),
+            row.scenario.target,
+            if row.met() { "yes" } else { "**no**" },
+        ));
+    }
+    out
+}
+
+fn details(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&format!(
+            "- {}: {} steps in {:.3} s; mean call {} ms; largest request {} B (limit {} B)",
+            row.scenario.name,
+            row.batcher.steps,
+            row.batcher.elapsed.as_secs_f64(),
+            ms(row.batcher.mean_call),
+            row.largest_request(),
+            row.max_batch_bytes,
+        ));
+        if let Some(min) = row.min_fill() {
+            out.push_str(&format!("; least full request {:.1} %", min * 100.0));
+        }
+        out.push_str(&format!(
+            "; naive: {} steps in {:.2} s, mean call {} ms",
+            row.naive.steps,
+            row.naive.elapsed.as_secs_f64(),
+            ms(row.naive.mean_call)
+        ));
+        if row.batcher.violations + row.naive.violations > 0 {
+            out.push_str(&format!(
+                "; TOKEN CHAIN VIOLATIONS: {} / {}",
+                row.batcher.violations, row.naive.violations
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Where the JSON rows go: `None`, standard output (`Some(None)`), or a file.
+fn json_target() -> Option<Option<String>> {
+    let from_arg = env::args().skip(1).find_map(|arg| {
+        if arg == "--json" {
+            Some(None)
+        } else {
+            arg.strip_prefix("--json=").map(|p| Some(p.to_owned()))
+        }
+    });
+    from_arg.or_else(|| {
+        env::var("BENCH_JSON").ok().map(|v| match v.as_str() {
+            "" | "1" | "-" | "true" => None,
+            path => Some(path.to_owned()),
+        })
+    })
+}
+
+fn steps_per_call(scenario: &Scenario, config: &BatcherConfig) -> Result<f64, Error> {
+    let by_count = scenario.tasks.min(config.max_batch_updates / 2);
+    let id = step_id(scenario.tasks - 1, scenario.steps - 1);
+    let start = update(id.clone(), OperationAction::Start, None)?;
+    let succeed = update(
+        id,
+        OperationAction::Succeed,
+        Some(&payload(scenario.payload_bytes)),
+    )?;
+    // Each step adds its two updates and two commas to a request.
+    let step_bytes = update_bytes(&start) + update_bytes(&succeed) + 2;
+    let envelope = envelope_bytes(&token_for(0), CLIENT_TOKEN_LEN);
+    let by_bytes = (config.max_batch_bytes - envelope) / step_bytes;
+    Ok(by_count.min(by_bytes) as f64)
+}
+
+fn main() -> Result<(), Error> {
+    let quick = env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let runs: usize = env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 })
+        .max(1);
+    let cap = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    };
+    let json = json_target();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let config = BatcherConfig::default();
+    let load_before = load_average();
+    let mut rows = Vec::new();
+    let only = env::var("BENCH_SCENARIO").unwrap_or_default();
+    let skip_naive = env::var("BENCH_NAIVE").is_ok_and(|v| v == "0");
+    for scenario in scenarios(quick)
+        .into_iter()
+        .filter(|s| s.name.contains(only.as_str()))
+    {
+        eprintln!("running {scenario} ×{runs} and its naive baseline");
+        let mut measured = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            measured.push(runtime.block_on(run_batcher(&scenario, &config))?);
+        }
+        measured.sort_by(|a, b| a.steps_per_second().total_cmp(&b.steps_per_second()));
+        let batcher = measured.swap_remove(runs / 2);
+        let naive = if skip_naive {
+            Run {
+                elapsed: Duration::from_secs(1),
+                ..Run::default()
+            }
+        } else {
+            runtime.block_on(run_naive(&scenario, cap))?
+        };
+        rows.push(Row {
+            naive_capped: naive.steps < batcher.steps,
+            steps_per_call: steps_per_call(&scenario, &config)?,
+            max_batch_bytes: config.max_batch_bytes,
+            scenario,
+            batcher,
+            naive,
+        });
+    }
+    let load_after = load_average();
+
+    let mut report = table(&rows);
+    report.push_str(&format!(
+        "\n* naive baseline cut off after {} s (it runs the same workload, one call per update \
+         under a mutex); its steps/s is measured over the steps it completed.\n\n",
+        cap.as_secs_f64()
+    ));
+    report.push_str(&details(&rows));
+    report.push_str(&format!(
+        "\n{} worker threads on {} cores; median of {runs} run(s); load average before {load_before}, after {load_after}{}\n",
+        2,
+        std::thread::available_parallelism().map_or(0, usize::from),
+        if quick { "; BENCH_QUICK" } else { "" }
+    ));
+    let values: Vec<_> = rows.iter().map(Row::json).collect();
+    match json {
+        None => print!("{report}"),
+        Some(None) => {
+            eprint!("{report}");
+            println!("{}", serde_json::to_string_pretty(&values)?);
+        }
+        Some(Some(path)) => {
+            print!("{report}");
+            fs::write(&path, serde_json::to_string_pretty(&values)?)?;
+            eprintln!("wrote {path}");
+        }
+    }
+    Ok(())
+}
