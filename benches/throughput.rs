@@ -68,6 +68,16 @@ struct BenchBackend {
     violations: AtomicU64,
     /// Request body bytes of each call, when measured.
     requests: Mutex<Vec<usize>>,
+    /// When calls started and ended, to split a run's time into calls, the gaps between them,
+    /// and the lead-in and tail around them.
+    timeline: Mutex<Timeline>,
+}
+
+#[derive(Debug, Default)]
+struct Timeline {
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    gaps: Duration,
 }
 
 fn token_for(n: u64) -> String {
@@ -86,6 +96,7 @@ impl BenchBackend {
             call_nanos: AtomicU64::new(0),
             violations: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
+            timeline: Mutex::new(Timeline::default()),
         }
     }
 
@@ -124,6 +135,13 @@ impl DurableBackend for BenchBackend {
         client_token: &str,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
         let started = Instant::now();
+        {
+            let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = timeline.first_start.get_or_insert(started);
+            if let Some(end) = timeline.last_end {
+                timeline.gaps += started.saturating_duration_since(end);
+            }
+        }
         if self.busy.swap(true, Ordering::AcqRel) {
             let _ = self.violations.fetch_add(1, Ordering::Relaxed);
         }
@@ -155,8 +173,13 @@ impl DurableBackend for BenchBackend {
         let _ = self
             .updates
             .fetch_add(updates.len() as u64, Ordering::Relaxed);
-        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let ended = Instant::now();
+        let elapsed = u64::try_from((ended - started).as_nanos()).unwrap_or(u64::MAX);
         let _ = self.call_nanos.fetch_add(elapsed, Ordering::Relaxed);
+        self.timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_end = Some(ended);
         self.busy.store(false, Ordering::Release);
         Ok(CheckpointDurableExecutionOutput::builder()
             .checkpoint_token(next)
@@ -318,6 +341,13 @@ struct Run {
     /// Request body bytes of each call (when measured).
     requests: Vec<usize>,
     violations: u64,
+    /// From the start of the run to the first call.
+    lead: Duration,
+    /// Mean time between the end of one call and the start of the next: what the batcher and
+    /// the callers add per round trip.
+    gap: Duration,
+    /// From the end of the last call to the end of the run.
+    tail: Duration,
 }
 
 impl Run {
@@ -383,8 +413,10 @@ async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run,
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
+    let ended = Instant::now();
+    let elapsed = ended - started;
     let report = handle.shutdown().await?;
+    let (lead, gap, tail) = phases(&backend, started, ended);
     latencies.sort_unstable();
     let steps = (scenario.tasks * scenario.steps) as u64;
     assert_eq!(
@@ -401,7 +433,31 @@ async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run,
         latencies,
         requests: mem_take(&backend.requests),
         violations: backend.violations.load(Ordering::Relaxed),
+        lead,
+        gap,
+        tail,
     })
+}
+
+/// The lead-in, mean gap and tail of a run that started at `started` and ended at `ended`.
+fn phases(
+    backend: &BenchBackend,
+    started: Instant,
+    ended: Instant,
+) -> (Duration, Duration, Duration) {
+    let timeline = backend
+        .timeline
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let calls = u32::try_from(backend.calls.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+    let lead = timeline
+        .first_start
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(started));
+    let tail = timeline
+        .last_end
+        .map_or(Duration::ZERO, |t| ended.saturating_duration_since(t));
+    let gap = timeline.gaps / calls.saturating_sub(1).max(1);
+    (lead, gap, tail)
 }
 
 fn mem_take<T: Default>(slot: &Mutex<T>) -> T {
@@ -490,7 +546,9 @@ async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
+    let ended = Instant::now();
+    let elapsed = ended - started;
+    let (lead, gap, tail) = phases(&backend, started, ended);
     latencies.sort_unstable();
     Ok(Run {
         steps: done.load(Ordering::Relaxed),
@@ -501,6 +559,9 @@ async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
         latencies,
         requests: Vec::new(),
         violations: backend.violations.load(Ordering::Relaxed),
+        lead,
+        gap,
+        tail,
     })
 }
 
@@ -595,6 +656,9 @@ impl Row {
             "ceiling_steps_per_s": self.ceiling(),
             "ratio": self.ratio(),
             "calls": self.batcher.calls,
+            "lead_ms": self.batcher.lead.as_secs_f64() * 1000.0,
+            "mean_gap_us": self.batcher.gap.as_secs_f64() * 1e6,
+            "tail_ms": self.batcher.tail.as_secs_f64() * 1000.0,
             "mean_batch": self.mean_batch(),
             "fill": self.fill(),
             "min_fill": self.min_fill(),
@@ -672,11 +736,15 @@ fn details(rows: &[Row]) -> String {
     let mut out = String::new();
     for row in rows {
         out.push_str(&format!(
-            "- {}: {} steps in {:.3} s; mean call {} ms; largest request {} B (limit {} B)",
+            "- {}: {} steps in {:.3} s = lead-in {} ms + {} calls × (mean call {} ms + mean gap {} µs) + tail {} ms; largest request {} B (limit {} B)",
             row.scenario.name,
             row.batcher.steps,
             row.batcher.elapsed.as_secs_f64(),
+            ms(row.batcher.lead),
+            row.batcher.calls,
             ms(row.batcher.mean_call),
+            row.batcher.gap.as_micros(),
+            ms(row.batcher.tail),
             row.largest_request(),
             row.max_batch_bytes,
         ));
