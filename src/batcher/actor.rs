@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aws_sdk_lambda::types::{Operation, OperationAction, OperationType, OperationUpdate};
+use futures::FutureExt as _;
 use futures::future::OptionFuture;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
@@ -149,6 +150,9 @@ impl Actor {
     pub(crate) async fn run(mut self) {
         loop {
             if self.in_flight.is_none() && self.stopped.is_none() && self.ready_to_send() {
+                if !self.shutting_down {
+                    self.gather().await;
+                }
                 self.start_batch();
             }
             if self.is_done() {
@@ -184,6 +188,27 @@ impl Actor {
             }
         }
         self.exit();
+    }
+
+    /// Lets the tasks that are ready to run submit before a batch that has room is cut, then
+    /// takes what they queued. When one acknowledgement wakes many callers, the first to
+    /// submit would otherwise wake the actor and leave alone in a call, and everyone else
+    /// would wait a whole round trip for the next: batches would alternate small and large, at
+    /// half the throughput. The actor yields until a yield brings nothing new or the batch is
+    /// closed: a few yields per batch, never one per update.
+    async fn gather(&mut self) {
+        loop {
+            let room = self.limits.max_updates.saturating_sub(self.queued());
+            if room == 0 || self.cut.is_some() || !self.rx_open {
+                break;
+            }
+            tokio::task::yield_now().await;
+            match self.rx.recv_many(&mut self.inbox, room).now_or_never() {
+                Some(0) => self.rx_open = false,
+                Some(_) => self.take_inbox(),
+                None => break,
+            }
+        }
     }
 
     fn queued(&self) -> usize {
