@@ -55,6 +55,15 @@ struct InFlight {
     started: Instant,
 }
 
+/// The answers to a batch that succeeded, sent once the next call has started (see
+/// [`Actor::deliver`]).
+struct Answers {
+    acked: Arc<AckedBatch>,
+    replies: Vec<AckSender>,
+    refreshes: Vec<AckSender>,
+    flushes: Vec<FlushSender>,
+}
+
 pub(crate) struct Actor {
     backend: Arc<dyn DurableBackend>,
     arn: Arc<str>,
@@ -88,6 +97,8 @@ pub(crate) struct Actor {
     stopped: Option<BatcherError>,
 
     in_flight: Option<InFlight>,
+    /// The answers to the last batch that succeeded, not yet sent.
+    answers: Option<Answers>,
     batches_sent: u64,
     client_token_prefix: u64,
     rng: fastrand::Rng,
@@ -134,6 +145,7 @@ impl Actor {
             shutting_down: false,
             stopped: None,
             in_flight: None,
+            answers: None,
             batches_sent: 0,
             client_token_prefix: rng.u64(..),
             rng,
@@ -177,6 +189,9 @@ impl Actor {
             tokio::select! {
                 biased;
                 Some(result) = call => self.finish_batch(result),
+                // After the call branch: a batch started above is on its way before the callers
+                // of the previous one are answered.
+                () = std::future::ready(()), if self.answers.is_some() => self.deliver(),
                 received = self.rx.recv_many(&mut self.inbox, room), if self.rx_open && room > 0 => {
                     if received == 0 {
                         self.rx_open = false;
@@ -202,6 +217,8 @@ impl Actor {
             if room == 0 || self.cut.is_some() || !self.rx_open {
                 break;
             }
+            // Callers submit their next updates only once answered.
+            self.deliver();
             tokio::task::yield_now().await;
             match self.rx.recv_many(&mut self.inbox, room).now_or_never() {
                 Some(0) => self.rx_open = false,
@@ -407,6 +424,8 @@ impl Actor {
     }
 
     fn finish_batch(&mut self, result: Result<Sent, BatchFailure>) {
+        // Batch order: the previous batch's callers are answered first.
+        self.deliver();
         let Some(flight) = self.in_flight.take() else {
             return;
         };
@@ -425,23 +444,24 @@ impl Actor {
                     bytes: flight.bytes,
                     operations: sent.operations,
                 });
-                for (position, reply) in flight.replies.into_iter().enumerate() {
-                    // A caller that dropped its future only loses the answer.
-                    let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&acked), Some(position))));
-                }
-                for reply in flight.refreshes {
-                    let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&acked), None)));
-                }
                 self.acknowledged = flight.last_update;
+                let mut flushes = Vec::new();
                 while self
                     .flushes
                     .front()
                     .is_some_and(|(mark, _)| *mark <= self.acknowledged)
                 {
                     if let Some((_, reply)) = self.flushes.pop_front() {
-                        let _ = reply.send(Ok(()));
+                        flushes.push(reply);
                     }
                 }
+                // Answered by `deliver`, once the next call (if one is ready) has started.
+                self.answers = Some(Answers {
+                    acked,
+                    replies: flight.replies,
+                    refreshes: flight.refreshes,
+                    flushes,
+                });
                 match sent.token {
                     Some(token) => {
                         if token.len() != self.token.len() {
@@ -482,10 +502,36 @@ impl Actor {
         }
     }
 
+    /// Answers the callers of the last batch that succeeded, then the flushes it completed.
+    ///
+    /// Called once the next batch's call has started (or when there is none), so that the
+    /// callers' wake-ups, which may each cost the scheduler a system call to unpark a worker,
+    /// overlap the next round trip instead of delaying it. Always called before anything else
+    /// is answered, so answers keep batch order.
+    fn deliver(&mut self) {
+        let Some(answers) = self.answers.take() else {
+            return;
+        };
+        for (position, reply) in answers.replies.into_iter().enumerate() {
+            // A caller that dropped its future only loses the answer.
+            let _ = reply.send(Ok(CheckpointAck::new(
+                Arc::clone(&answers.acked),
+                Some(position),
+            )));
+        }
+        for reply in answers.refreshes {
+            let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&answers.acked), None)));
+        }
+        for reply in answers.flushes {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
     /// Stops for good: stores `error` where handles read it, closes the channel, and answers
     /// everything queued with it. Messages still in the channel are answered as they are
     /// drained.
     fn stop(&mut self, error: BatcherError) {
+        self.deliver();
         self.shared.set_terminal(&error);
         self.rx.close();
         for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
@@ -534,6 +580,7 @@ impl Actor {
     }
 
     fn exit(mut self) {
+        self.deliver();
         let report = self.report();
         let answer = match &self.stopped {
             Some(error) => self.final_answer(error),
