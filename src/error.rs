@@ -451,4 +451,11 @@ impl ConfigError {
     pub fn field(&self) -> &'static str {
         self.field
     }
+
+    /// What is wrong with it, without the field name (for example `must be between 1 and 250
+    /// (the service's limit), got 300`).
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }

@@ -14,7 +14,7 @@
 )]
 
 mod backend;
-mod batcher;
+pub mod batcher;
 mod config;
 mod error;
 pub mod retry;
@@ -25,10 +25,10 @@ pub mod validate;
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 
-pub use backend::{DEFAULT_ATTEMPT_TIMEOUT, DurableBackend, InMemoryBackend, RealBackend};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub use backend::{Fault, FaultyBackend, RandomFaults};
+pub use backend::{CallRecord, Fault, FaultyBackend, RandomFaults};
+pub use backend::{DEFAULT_ATTEMPT_TIMEOUT, DurableBackend, InMemoryBackend, RealBackend};
 pub use batcher::assemble;
 pub use batcher::{
     AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, CheckpointAck,

@@ -8,7 +8,7 @@ use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::config::retry::RetryConfig;
 use aws_sdk_lambda::config::timeout::TimeoutConfig;
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::operation::checkpoint_durable_execution::{
     CheckpointDurableExecutionError, CheckpointDurableExecutionOutput,
 };
@@ -137,34 +137,45 @@ fn invalid_parameter_kind(message: Option<&str>) -> ErrorKind {
     }
 }
 
-fn checkpoint_error_kind(error: &CheckpointDurableExecutionError) -> Option<ErrorKind> {
-    use CheckpointDurableExecutionError as E;
-    match error {
-        E::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
-        E::ServiceException(_) => Some(ErrorKind::Transient),
-        E::KmsAccessDeniedException(_)
-        | E::KmsDisabledException(_)
-        | E::KmsInvalidStateException(_)
-        | E::KmsNotFoundException(_) => Some(ErrorKind::Kms),
-        E::InvalidParameterValueException(e) => Some(invalid_parameter_kind(e.message())),
-        // Unhandled: no error type the SDK knows (an emulator without the error-type header,
-        // a new code). Classified by status.
-        _ => None,
-    }
+/// The classification of the typed errors both operations share; `None` for `Unhandled` (no
+/// error type the SDK knows: an emulator without the error-type header, a new code), which is
+/// classified by status.
+macro_rules! typed_error_kind {
+    ($name:ident, $error:ident) => {
+        fn $name(error: &$error) -> Option<ErrorKind> {
+            match error {
+                $error::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
+                $error::ServiceException(_) => Some(ErrorKind::Transient),
+                $error::KmsAccessDeniedException(_)
+                | $error::KmsDisabledException(_)
+                | $error::KmsInvalidStateException(_)
+                | $error::KmsNotFoundException(_) => Some(ErrorKind::Kms),
+                $error::InvalidParameterValueException(e) => {
+                    Some(invalid_parameter_kind(e.message()))
+                }
+                _ => None,
+            }
+        }
+    };
 }
 
-fn state_error_kind(error: &GetDurableExecutionStateError) -> Option<ErrorKind> {
-    use GetDurableExecutionStateError as E;
-    match error {
-        E::TooManyRequestsException(_) => Some(ErrorKind::Throttled),
-        E::ServiceException(_) => Some(ErrorKind::Transient),
-        E::KmsAccessDeniedException(_)
-        | E::KmsDisabledException(_)
-        | E::KmsInvalidStateException(_)
-        | E::KmsNotFoundException(_) => Some(ErrorKind::Kms),
-        E::InvalidParameterValueException(e) => Some(invalid_parameter_kind(e.message())),
-        _ => None,
+typed_error_kind!(checkpoint_error_kind, CheckpointDurableExecutionError);
+typed_error_kind!(state_error_kind, GetDurableExecutionStateError);
+
+/// The code and message of a service error. An error response without a code (an emulator that
+/// leaves out `X-Amzn-ErrorType`) reaches us as `Unhandled` with empty metadata, the parsed
+/// message kept only in its source; read it there so that such responses are still classified.
+fn error_metadata<E>(error: &E) -> &ErrorMetadata
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let own = error.meta();
+    if own.code().is_some() || own.message().is_some() {
+        return own;
     }
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<ErrorMetadata>())
+        .unwrap_or(own)
 }
 
 /// Classifies one failed attempt: typed errors first, then the HTTP status for what the SDK
@@ -177,15 +188,17 @@ where
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
             let service_error = context.err();
-            let message = service_error.message().unwrap_or_default().to_owned();
-            let kind = typed(service_error)
-                .unwrap_or_else(|| kind_for_status(status, service_error.code(), &message));
+            let metadata = error_metadata(service_error);
+            let message = metadata.message().unwrap_or_default().to_owned();
+            let code = metadata.code();
+            let kind =
+                typed(service_error).unwrap_or_else(|| kind_for_status(status, code, &message));
             let retry_after = context
                 .raw()
                 .headers()
                 .get("retry-after")
                 .and_then(parse_retry_after);
-            let message = match service_error.code() {
+            let message = match code {
                 Some(code) => format!("{code}: {message}"),
                 None => message,
             };

@@ -1,14 +1,16 @@
 //! [`FaultyBackend`]: a backend wrapper that injects faults, for tests (feature `test-util`).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
-use aws_sdk_lambda::types::OperationUpdate;
+use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::DurableBackend;
 use crate::error::{BackendError, ErrorKind};
@@ -31,6 +33,29 @@ pub enum Fault {
     Delay(Duration),
     /// Never answer (until the caller's attempt timeout gives up).
     Hang,
+    /// Answer with this output without calling the wrapped backend (a scripted response, for
+    /// example one without a token or with a `NextMarker`).
+    Respond(CheckpointDurableExecutionOutput),
+}
+
+/// What one checkpoint call carried, as recorded by [`FaultyBackend`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CallRecord {
+    /// The checkpoint token it carried.
+    pub checkpoint_token: String,
+    /// The client token it carried.
+    pub client_token: String,
+    /// Each update's Id, type and action, in order.
+    pub updates: Vec<(String, OperationType, OperationAction)>,
+    /// The request body bytes, as the AWS SDK would send them.
+    pub bytes: usize,
+    /// When the call started (Tokio's clock, so paused time applies).
+    pub started: Instant,
+    /// The token the call returned, when it succeeded.
+    pub returned_token: Option<String>,
+    /// Whether it succeeded.
+    pub succeeded: bool,
 }
 
 /// Faults drawn at random for every checkpoint call, from a seeded generator so that a run
@@ -84,10 +109,13 @@ pub struct FaultyBackend {
     state: Mutex<FaultState>,
     gate: watch::Sender<bool>,
     started: watch::Sender<u64>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 #[derive(Debug)]
 struct FaultState {
+    log: Vec<CallRecord>,
     script: VecDeque<Fault>,
     fail_after: Option<(u64, ErrorKind)>,
     random: Option<(RandomFaults, fastrand::Rng)>,
@@ -102,6 +130,7 @@ impl FaultyBackend {
         Self {
             inner,
             state: Mutex::new(FaultState {
+                log: Vec::new(),
                 script: VecDeque::new(),
                 fail_after: None,
                 random: None,
@@ -110,7 +139,21 @@ impl FaultyBackend {
             }),
             gate: watch::Sender::new(true),
             started: watch::Sender::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Every checkpoint call received, in order.
+    #[must_use]
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        self.lock().log.clone()
+    }
+
+    /// The most checkpoint calls that were ever in flight at once.
+    #[must_use]
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
@@ -219,13 +262,69 @@ impl DurableBackend for FaultyBackend {
         client_token: &str,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
         let fault = self.next_fault();
+        let index = {
+            let mut state = self.lock();
+            state.log.push(CallRecord {
+                checkpoint_token: checkpoint_token.to_owned(),
+                client_token: client_token.to_owned(),
+                updates: updates
+                    .iter()
+                    .map(|u| (u.id.clone(), u.r#type.clone(), u.action.clone()))
+                    .collect(),
+                bytes: crate::size::request_bytes(checkpoint_token, client_token, updates),
+                started: Instant::now(),
+                returned_token: None,
+                succeeded: false,
+            });
+            state.log.len() - 1
+        };
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         self.started.send_modify(|n| *n += 1);
+        let result = self
+            .answer(fault, arn, checkpoint_token, updates, client_token)
+            .await;
+        let _ = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(record) = self.lock().log.get_mut(index) {
+            record.succeeded = result.is_ok();
+            record.returned_token = result
+                .as_ref()
+                .ok()
+                .and_then(|o| o.checkpoint_token.clone());
+        }
+        result
+    }
+
+    async fn get_execution_state(
+        &self,
+        arn: &str,
+        checkpoint_token: &str,
+        marker: Option<&str>,
+        max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        self.lock().state_calls += 1;
+        self.inner
+            .get_execution_state(arn, checkpoint_token, marker, max_items)
+            .await
+    }
+}
+
+impl FaultyBackend {
+    async fn answer(
+        &self,
+        fault: Fault,
+        arn: &str,
+        checkpoint_token: &str,
+        updates: &[OperationUpdate],
+        client_token: &str,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
         let mut gate = self.gate.subscribe();
         let _ = gate.wait_for(|open| *open).await;
         let call = self
             .inner
             .batch_checkpoint(arn, checkpoint_token, updates, client_token);
         match fault {
+            Fault::Respond(output) => Ok(output),
             Fault::Pass => call.await,
             Fault::Delay(delay) => {
                 tokio::time::sleep(delay).await;
@@ -258,18 +357,5 @@ impl DurableBackend for FaultyBackend {
                 Err(BackendError::new(ErrorKind::Transient, "unreachable"))
             }
         }
-    }
-
-    async fn get_execution_state(
-        &self,
-        arn: &str,
-        checkpoint_token: &str,
-        marker: Option<&str>,
-        max_items: Option<i32>,
-    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
-        self.lock().state_calls += 1;
-        self.inner
-            .get_execution_state(arn, checkpoint_token, marker, max_items)
-            .await
     }
 }

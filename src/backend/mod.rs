@@ -26,7 +26,7 @@ use crate::error::BackendError;
 
 pub use aws::{DEFAULT_ATTEMPT_TIMEOUT, RealBackend};
 #[cfg(feature = "test-util")]
-pub use faulty::{Fault, FaultyBackend, RandomFaults};
+pub use faulty::{CallRecord, Fault, FaultyBackend, RandomFaults};
 pub use memory::InMemoryBackend;
 
 /// The two calls of the checkpoint API, one attempt each.

@@ -250,6 +250,7 @@ impl Actor {
         self.shutting_down
             || !self.rx_open
             || self.cut.is_some()
+            || self.front.len() >= self.limits.max_updates
             || self.immediate
             || self
                 .flushes

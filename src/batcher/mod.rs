@@ -81,7 +81,7 @@ use shared::Shared;
 /// The longest checkpoint token the service issues.
 const MAX_TOKEN_CHARS: usize = 2048;
 
-/// Starts batchers. See the [module documentation](self) for what a batcher guarantees.
+/// Starts batchers. See the [module documentation](crate::batcher) for what a batcher guarantees.
 #[derive(Debug)]
 pub struct CheckpointBatcher {
     _private: (),

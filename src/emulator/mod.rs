@@ -1,1 +1,293 @@
-//! An HTTP emulator of the checkpoint API (work in progress).
+//! An HTTP emulator of the Lambda durable-execution checkpoint API, for tests and
+//! local runs (feature `emulator`).
+//!
+//! The real checkpoint API cannot be called outside a durable invocation, and its
+//! interesting behaviours (token rotation, refused batches, throttling, answers lost
+//! after the commit) are hard to provoke on demand. The emulator serves
+//! `CheckpointDurableExecution` and `GetDurableExecutionState` on loopback with the
+//! JSON shapes `aws-sdk-lambda` sends and parses, so a client built with
+//! `endpoint_url(emulator.endpoint_url())` runs its real serialization against it,
+//! and a test can then read back what the service would hold.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use checkpoint_batcher::emulator::Emulator;
+//!
+//! let emulator = Emulator::builder().start().await?;
+//! let (arn, token) = emulator.start_execution("orders");
+//! // Point `aws_sdk_lambda::Client` at `emulator.endpoint_url()`, then checkpoint
+//! // with `arn` and `token`...
+//! let snapshot = emulator.execution(&arn).expect("the execution exists");
+//! assert_eq!(snapshot.current_token.as_deref(), Some(token.as_str()));
+//! emulator.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Tokens.** Only the execution's current token is accepted. Every applied
+//!   checkpoint, empty ones included, consumes it and answers a new one; a refused
+//!   request leaves it valid. A stale, unknown or revoked token is answered 400
+//!   `InvalidParameterValueException` with a message starting `Invalid checkpoint
+//!   token`. After an EXECUTION SUCCEED or FAIL the answer carries no token and every
+//!   later call gets that 400.
+//! - **Idempotency.** A request with the same `ClientToken` and the same inbound token
+//!   as an applied one gets the stored answer again, byte for byte, and nothing is
+//!   applied twice. The same pair with different `Updates` is refused with 400. Records
+//!   are kept for the life of the execution (the service keeps them 15 minutes).
+//! - **Validation.** The rules of [`rules`](self#rules) (see the `rules` module doc
+//!   for the full transition table): a request breaking one is refused whole with a
+//!   400 whose message names the update index, its Id and the rule.
+//! - **Paging.** `NewExecutionState.Operations` lists the operations the checkpoint
+//!   changed (current state of each) plus those the service changed since the last
+//!   checkpoint ([`Emulator::complete_operation`]), in first-change order, at most
+//!   [`EmulatorBuilder::page_size`]; past that it answers `NextMarker`, to be fetched
+//!   with `GetDurableExecutionState` and the new token. That call pages all operations
+//!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400).
+//!   Marker forms are documented in the `state` module: `c.<checkpoint>.<offset>` and
+//!   `s.<offset>`; a garbled or unknown marker is refused with 400.
+//! - **Robustness.** Malformed JSON, a wrong shape, a wrong method (405), a body over
+//!   the limit (413), an unknown ARN (404) or path (404), an ARN that does not decode
+//!   (400) all get a REST-JSON error; no input makes the server panic. Unknown JSON
+//!   members and query parameters are ignored.
+//! - **Faults.** Seeded latency, throttling, server errors and lost answers, see
+//!   [`Faults`]; changeable at run time with [`Emulator::set_faults`].
+//!
+//! # Rules
+//!
+//! Summarised from the `rules` module: `Id`/`ParentId` format; at most one EXECUTION
+//! update, last, naming [`ExecutionSnapshot::execution_operation_id`]; one update per
+//! Id except START plus one non-START for a STEP or CONTEXT; `ParentId` names a CONTEXT
+//! that exists or was started earlier in the request; legal status transitions
+//! (STEP: START, SUCCEED, FAIL, RETRY; CONTEXT: START, SUCCEED, FAIL; WAIT, CALLBACK,
+//! CHAINED_INVOKE: START, CANCEL, completed by the service; EXECUTION: SUCCEED, FAIL);
+//! size limits of [`Limits`].
+//!
+//! # Shutdown
+//!
+//! [`Emulator::shutdown`] stops accepting, closes the listener (later connections are
+//! refused), lets in-flight requests finish and waits for the server task. Dropping the
+//! handle signals the same stop without waiting for it.
+
+mod builder;
+mod error;
+mod faults;
+mod http;
+mod rules;
+mod snapshot;
+mod state;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use self::builder::{DEFAULT_PAGE_SIZE, DEFAULT_SEED, EmulatorBuilder};
+pub use self::error::EmulatorError;
+pub use self::faults::Faults;
+pub use self::rules::Limits;
+pub use self::snapshot::{AppliedUpdate, ErrorRecord, ExecutionSnapshot, OperationRecord};
+pub use self::state::Completion;
+
+use self::state::Shared;
+
+/// How long [`Emulator::shutdown`] waits for in-flight requests before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running emulator; dropping it stops the server.
+#[derive(Debug)]
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A builder with the defaults: loopback, port 0, service limits, no faults.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// Base URL for `endpoint_url`, e.g. `http://127.0.0.1:41234`.
+    #[must_use]
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the listener is bound to.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An `aws-sdk-lambda` client aimed at this emulator: its endpoint, a fixed region and
+    /// static test credentials, so no AWS configuration is read and nothing leaves the machine.
+    /// Wrap it in [`RealBackend`](crate::RealBackend) to drive a batcher through the real SDK
+    /// serialization.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+    /// use checkpoint_batcher::emulator::Emulator;
+    /// use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, RealBackend};
+    ///
+    /// let emulator = Emulator::builder().start().await?;
+    /// let (arn, token) = emulator.start_execution("orders");
+    /// let backend = Arc::new(RealBackend::new(emulator.client()));
+    /// let batcher = CheckpointBatcher::spawn(backend, arn.clone(), token, BatcherConfig::default())?;
+    /// let update = OperationUpdate::builder()
+    ///     .id("step-1").r#type(OperationType::Step).action(OperationAction::Start).build()?;
+    /// batcher.checkpoint(update).await?;
+    /// let held = emulator.execution(&arn).expect("started above");
+    /// assert_eq!(held.operation("step-1").map(|op| op.status.as_str()), Some("STARTED"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn client(&self) -> aws_sdk_lambda::Client {
+        use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "AKIDEMULATOR",
+                "emulator-secret",
+                None,
+                None,
+                "checkpoint-batcher-emulator",
+            ))
+            .endpoint_url(self.endpoint_url())
+            .build();
+        aws_sdk_lambda::Client::from_conf(config)
+    }
+
+    /// Starts an execution named `name` with no input; returns its ARN (which contains
+    /// `/`) and its first checkpoint token.
+    pub fn start_execution(&self, name: &str) -> (String, String) {
+        self.shared.store().start_execution(name, None)
+    }
+
+    /// Starts an execution whose EXECUTION operation carries `input` as
+    /// `ExecutionDetails.InputPayload`; returns its ARN and first token.
+    pub fn start_execution_with_input(&self, name: &str, input: Option<&str>) -> (String, String) {
+        self.shared.store().start_execution(name, input)
+    }
+
+    /// A copy of everything held for the execution, or `None` for an unknown ARN.
+    #[must_use]
+    pub fn execution(&self, arn: &str) -> Option<ExecutionSnapshot> {
+        self.shared.store().snapshot(arn)
+    }
+
+    /// ARNs of all executions started, sorted.
+    #[must_use]
+    pub fn execution_arns(&self) -> Vec<String> {
+        self.shared.store().arns()
+    }
+
+    /// Replaces the injected faults from the next request on. The generator keeps its
+    /// position, so a run that switches faults at the same points stays reproducible.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.faults().set(faults);
+    }
+
+    /// The faults currently injected.
+    #[must_use]
+    pub fn faults(&self) -> Faults {
+        self.shared.faults().faults().clone()
+    }
+
+    /// Restarts the fault generator from `seed`.
+    pub fn reseed_faults(&self, seed: u64) {
+        self.shared.faults().reseed(seed);
+    }
+
+    /// Replaces the execution's current token behind the client's back, as a service
+    /// re-invocation would; the client's token becomes stale. Returns the new token, or
+    /// `None` for an unknown or completed execution.
+    pub fn rotate_token(&self, arn: &str) -> Option<String> {
+        self.shared.store().rotate_token(arn)
+    }
+
+    /// Revokes the current token without completing the execution: every later call
+    /// gets the invalid-token 400. Returns false for an unknown ARN.
+    pub fn revoke_token(&self, arn: &str) -> bool {
+        self.shared.store().revoke_token(arn)
+    }
+
+    /// Stops the execution as `StopDurableExecution` would: the EXECUTION operation
+    /// becomes STOPPED, the execution completes and its token is revoked. Returns false
+    /// for an unknown ARN.
+    pub fn stop_execution(&self, arn: &str) -> bool {
+        self.shared.store().stop_execution(arn)
+    }
+
+    /// Applies a change the service makes on its own (a WAIT firing, a callback being
+    /// answered, a retry becoming due). The operation is then reported by the next
+    /// applied checkpoint, empty ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::UnknownExecution`], [`EmulatorError::UnknownOperation`],
+    /// [`EmulatorError::AlreadyFinished`] for an operation in an end state, or
+    /// [`EmulatorError::NotApplicable`] for the EXECUTION operation or a READY of
+    /// anything but a PENDING STEP.
+    pub fn complete_operation(
+        &self,
+        arn: &str,
+        id: &str,
+        completion: Completion,
+    ) -> Result<(), EmulatorError> {
+        self.shared.store().complete_operation(arn, id, completion)
+    }
+
+    /// Stops the server: no new connections (the listener is closed), in-flight
+    /// requests finish (up to 5 s, then they are cut), and the server task is awaited.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Sending (or dropping) the stop sender triggers the graceful shutdown; the
+        // server task then closes the listener on its own.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! Validation of one checkpoint request against the service's rules; pure, no HTTP.
+//!
+//! [`validate`] walks the updates in order, simulating their effect on a private view
+//! of the operations (the stored ones overlaid with what earlier updates of the same
+//! request did), and either returns every update with its resulting status or the
+//! first rule broken. Because nothing is written until the whole request passed, a
+//! rejected request leaves the execution untouched (rule 1, atomicity).
+//!
+//! # Rules checked (SERVICE.md "Rules for one checkpoint request")
+//!
+//! - Fields: `Id`, `Type` and `Action` present and known; `Id`/`ParentId` 1–64 chars of
+//!   `[a-zA-Z0-9_-]`; `Name` ≤ 256 chars; `SubType` ≤ 32 chars; `Payload` ≤
+//!   [`Limits::max_payload_bytes`] ([`Limits::max_execution_payload_bytes`] for an
+//!   EXECUTION update); all `Error` fields together ≤ [`Limits::max_error_bytes`];
+//!   optional cap on the number of updates ([`Limits::max_updates`]).
+//! - At most one EXECUTION update, and it is the last one; its `Id` must be the
+//!   execution's own operation (the EXECUTION operation the service created).
+//! - One update per `Id`, except that a STEP or CONTEXT may carry a START followed by
+//!   exactly one non-START update.
+//! - A `ParentId` names a CONTEXT that exists or was STARTed earlier in the request.
+//! - An update's `Type` matches the stored operation's type.
+//! - Status transitions, per type (anything else is refused):
+//!
+//! | type | action | from | to |
+//! |---|---|---|---|
+//! | STEP | START | absent, PENDING, READY | STARTED (a restart counts a new attempt) |
+//! | STEP | SUCCEED / FAIL | STARTED, READY | SUCCEEDED / FAILED |
+//! | STEP | RETRY | STARTED, READY | PENDING |
+//! | CONTEXT | START | absent | STARTED |
+//! | CONTEXT | SUCCEED / FAIL | STARTED | SUCCEEDED / FAILED |
+//! | WAIT, CALLBACK, CHAINED_INVOKE | START | absent | STARTED |
+//! | WAIT, CALLBACK, CHAINED_INVOKE | CANCEL | STARTED | CANCELLED |
+//! | EXECUTION | SUCCEED / FAIL | STARTED | SUCCEEDED / FAILED |
+//!
+//! WAIT, CALLBACK and CHAINED_INVOKE are completed by the service (timer fired, callback
+//! answered, invoked function returned), never by the client; the emulator's handle
+//! does that with [`super::Emulator::complete_operation`]. An EXECUTION is started by
+//! the service, so START of an EXECUTION is refused.
+//!
+//! Not enforced (lenient on purpose): children of a finished CONTEXT, the `ParentId` of
+//! an update to an existing operation differing from the stored one, numeric option
+//! ranges, and which fields accompany which action (a `Payload` on FAIL is stored, not
+//! refused).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::wire::OperationUpdate;
+
+/// Per-request and per-field size limits the emulator enforces.
+///
+/// Plain data; [`Default`] gives the service's figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; a larger one gets 413
+    /// `RequestTooLargeException` before it is parsed.
+    ///
+    /// Default: 7 MiB, room for a maximal 6 MiB EXECUTION result plus the request
+    /// envelope and moderate JSON escaping. (The SDKs' own 750 KiB batch cap is a client
+    /// choice; the API model sets no request limit, the HTTP front end does.)
+    pub max_request_bytes: usize,
+    /// Largest `Payload` of a non-EXECUTION update, in UTF-8 bytes. Default: 1 MiB.
+    pub max_payload_bytes: usize,
+    /// Largest `Payload` of an EXECUTION update (a synchronous result). Default: 6 MiB.
+    pub max_execution_payload_bytes: usize,
+    /// Largest `Error`, all its fields together, in UTF-8 bytes. Default: 1 MiB.
+    pub max_error_bytes: usize,
+    /// Most updates in one request, if any cap. Default: `None`, as in the API model.
+    pub max_updates: Option<usize>,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 7 * MIB,
+            max_payload_bytes: MIB,
+            max_execution_payload_bytes: 6 * MIB,
+            max_error_bytes: MIB,
+            max_updates: None,
+        }
+    }
+}
+
+/// Operation types of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum OpType {
+    Execution,
+    Context,
+    Step,
+    Wait,
+    Callback,
+    ChainedInvoke,
+}
+
+impl OpType {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "EXECUTION" => Self::Execution,
+            "CONTEXT" => Self::Context,
+            "STEP" => Self::Step,
+            "WAIT" => Self::Wait,
+            "CALLBACK" => Self::Callback,
+            "CHAINED_INVOKE" => Self::ChainedInvoke,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Execution => "EXECUTION",
+            Self::Context => "CONTEXT",
+            Self::Step => "STEP",
+            Self::Wait => "WAIT",
+            Self::Callback => "CALLBACK",
+            Self::ChainedInvoke => "CHAINED_INVOKE",
+        }
+    }
+}
+
+/// Update actions of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Action {
+    Start,
+    Succeed,
+    Fail,
+    Retry,
+    Cancel,
+}
+
+impl Action {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "START" => Self::Start,
+            "SUCCEED" => Self::Succeed,
+            "FAIL" => Self::Fail,
+            "RETRY" => Self::Retry,
+            "CANCEL" => Self::Cancel,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "START",
+            Self::Succeed => "SUCCEED",
+            Self::Fail => "FAIL",
+            Self::Retry => "RETRY",
+            Self::Cancel => "CANCEL",
+        }
+    }
+}
+
+/// Operation statuses of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Status {
+    Started,
+    Pending,
+    Ready,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Stopped,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "STARTED",
+            Self::Pending => "PENDING",
+            Self::Ready => "READY",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
+    /// Whether the operation reached an end state.
+    pub(crate) fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::TimedOut | Self::Stopped
+        )
+    }
+}
+
+/// The rule a rejected request broke; its [`fmt::Display`] is the rule's short name,
+/// which appears in the 400 message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rule {
+    MissingField,
+    UnknownEnum,
+    IdFormat,
+    NameTooLong,
+    SubTypeTooLong,
+    PayloadTooLarge,
+    ErrorTooLarge,
+    TooManyUpdates,
+    MultipleExecutionUpdates,
+    ExecutionNotLast,
+    ExecutionId,
+    DuplicateId,
+    Parent,
+    TypeMismatch,
+    Transition,
+    ClientToken,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingField => "missing field",
+            Self::UnknownEnum => "unknown enum value",
+            Self::IdFormat => "id format",
+            Self::NameTooLong => "name too long",
+            Self::SubTypeTooLong => "subtype too long",
+            Self::PayloadTooLarge => "payload too large",
+            Self::ErrorTooLarge => "error too large",
+            Self::TooManyUpdates => "too many updates",
+            Self::MultipleExecutionUpdates => "one execution update per request",
+            Self::ExecutionNotLast => "execution update must be last",
+            Self::ExecutionId => "execution update must name the execution operation",
+            Self::DuplicateId => "one update per id",
+            Self::Parent => "parent must be a context",
+            Self::TypeMismatch => "type mismatch",
+            Self::Transition => "illegal status transition",
+            Self::ClientToken => "client token format",
+        })
+    }
+}
+
+/// Why a request was refused: the rule, where (update index and `Id`), and details.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{rule}: {detail}", location(*.index, .id.as_deref()))]
+pub(crate) struct RuleViolation {
+    pub(crate) rule: Rule,
+    pub(crate) index: Option<usize>,
+    pub(crate) id: Option<String>,
+    pub(crate) detail: String,
+}
+
+fn location(index: Option<usize>, id: Option<&str>) -> String {
+    match (index, id) {
+        (Some(i), Some(id)) => format!("update {i} (id {id:?}): "),
+        (Some(i), None) => format!("update {i}: "),
+        (None, _) => String::new(),
+    }
+}
+
+/// What the validator needs to know about a stored operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpView {
+    pub(crate) op_type: OpType,
+    pub(crate) status: Status,
+}
+
+/// A checked update, with the status it leaves its operation in.
+#[derive(Clone, Debug)]
+pub(crate) struct ValidUpdate<'a> {
+    pub(crate) index: usize,
+    pub(crate) id: &'a str,
+    pub(crate) op_type: OpType,
+    pub(crate) action: Action,
+    /// Status before this update (`None`: this update creates the operation).
+    pub(crate) from: Option<Status>,
+    pub(crate) to: Status,
+    pub(crate) update: &'a OperationUpdate,
+}
+
+/// Whether `s` is a valid `Id`/`ParentId`: 1–64 chars of `[a-zA-Z0-9_-]`.
+pub(crate) fn is_valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether `s` is a valid `ClientToken`: 1–64 chars in `[\x21-\x7E]`.
+pub(crate) fn is_valid_client_token(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| (0x21..=0x7E).contains(&b))
+}
+
+/// The status `action` moves an operation of `op_type` to from `from`, or why not.
+pub(crate) fn transition(
+    op_type: OpType,
+    from: Option<Status>,
+    action: Action,
+) -> Result<Status, String> {
+    use Action as A;
+    use OpType as T;
+    use Status as S;
+    let refuse = |why: &str| {
+        let from = from.map_or("absent", Status::as_str);
+        Err(format!(
+            "{} of a {} in status {from}: {why}",
+            action.as_str(),
+            op_type.as_str()
+        ))
+    };
+    match (op_type, action, from) {
+        (T::Execution, A::Start, _) => refuse("the service starts the execution"),
+        (T::Execution, A::Succeed, Some(S::Started)) => Ok(S::Succeeded),
+        (T::Execution, A::Fail, Some(S::Started)) => Ok(S::Failed),
+        (_, A::Start, None) => Ok(S::Started),
+        (T::Step, A::Start, Some(S::Pending | S::Ready)) => Ok(S::Started),
+        (_, A::Start, Some(s)) if s.is_finished() => refuse("the operation is finished"),
+        (_, A::Start, Some(_)) => refuse("the operation is already started"),
+        (_, _, None) => refuse("the operation was never started"),
+        (_, _, Some(s)) if s.is_finished() => refuse("the operation is finished"),
+        (T::Step, A::Succeed, Some(S::Started | S::Ready)) => Ok(S::Succeeded),
+        (T::Step, A::Fail, Some(S::Started | S::Ready)) => Ok(S::Failed),
+        (T::Step, A::Retry, Some(S::Started | S::Ready)) => Ok(S::Pending),
+        (T::Step, A::Succeed | A::Fail | A::Retry, Some(_)) => {
+            refuse("a retry is pending; START the next attempt first")
+        }
+        (T::Context, A::Succeed, Some(S::Started)) => Ok(S::Succeeded),
+        (T::Context, A::Fail, Some(S::Started)) => Ok(S::Failed),
+        (T::Wait | T::Callback | T::ChainedInvoke, A::Cancel, Some(S::Started)) => Ok(S::Cancelled),
+        (T::Wait | T::Callback | T::ChainedInvoke, A::Succeed | A::Fail, _) => {
+            refuse("the service completes this operation type, not the client")
+        }
+        _ => refuse("action not allowed for this type"),
+    }
+}
+
+/// Per-Id bookkeeping while walking one request.
+struct Seen {
+    op_type: OpType,
+    status: Status,
+    actions: Vec<Action>,
+}
+
+/// Checks `updates` against the rules, given the stored operations (`existing`) and
+/// the Id of the execution's own operation.
+///
+/// # Errors
+///
+/// The first rule broken, in update order.
+pub(crate) fn validate<'a, F>(
+    updates: &'a [OperationUpdate],
+    client_token: Option<&str>,
+    existing: F,
+    execution_op_id: &str,
+    limits: &Limits,
+) -> Result<Vec<ValidUpdate<'a>>, RuleViolation>
+where
+    F: Fn(&str) -> Option<OpView>,
+{
+    let whole = |rule: Rule, detail: String| RuleViolation {
+        rule,
+        index: None,
+        id: None,
+        detail,
+    };
+    if let Some(token) = client_token
+        && !is_valid_client_token(token)
+    {
+        return Err(whole(
+            Rule::ClientToken,
+            "ClientToken must be 1-64 characters in [\\x21-\\x7E]".to_owned(),
+        ));
+    }
+    if let Some(max) = limits.max_updates
+        && updates.len() > max
+    {
+        return Err(whole(
+            Rule::TooManyUpdates,
+            format!("{} updates, at most {max} allowed", updates.len()),
+        ));
+    }
+
+    let mut seen: HashMap<&'a str, Seen> = HashMap::new();
+    let mut out = Vec::with_capacity(updates.len());
+    let mut execution_seen = false;
+    let last = updates.len().saturating_sub(1);
+
+    for (index, update) in updates.iter().enumerate() {
+        let fail = |rule: Rule, detail: String| RuleViolation {
+            rule,
+            index: Some(index),
+            id: update.id.clone(),
+            detail,
+        };
+        let id = update
+            .id
+            .as_deref()
+            .ok_or_else(|| fail(Rule::MissingField, "Id is required".to_owned()))?;
+        let type_str = update
+            .op_type
+            .as_deref()
+            .ok_or_else(|| fail(Rule::MissingField, "Type is required".to_owned()))?;
+        let action_str = update
+            .action
+            .as_deref()
+            .ok_or_else(|| fail(Rule::MissingField, "Action is required".to_owned()))?;
+        let op_type = OpType::parse(type_str)
+            .ok_or_else(|| fail(Rule::UnknownEnum, format!("unknown Type {type_str:?}")))?;
+        let action = Action::parse(action_str)
+            .ok_or_else(|| fail(Rule::UnknownEnum, format!("unknown Action {action_str:?}")))?;
+
+        if !is_valid_id(id) {
+            return Err(fail(
+                Rule::IdFormat,
+                "Id must be 1-64 characters of [a-zA-Z0-9_-]".to_owned(),
+            ));
+        }
+        if let Some(parent) = update.parent_id.as_deref()
+            && !is_valid_id(parent)
+        {
+            return Err(fail(
+                Rule::IdFormat,
+                "ParentId must be 1-64 characters of [a-zA-Z0-9_-]".to_owned(),
+            ));
+        }
+        if let Some(name) = update.name.as_deref()
+            && name.chars().count() > 256
+        {
+            return Err(fail(
+                Rule::NameTooLong,
+                "Name must be at most 256 characters".to_owned(),
+            ));
+        }
+        if let Some(sub) = update.sub_type.as_deref()
+            && sub.chars().count() > 32
+        {
+            return Err(fail(
+                Rule::SubTypeTooLong,
+                "SubType must be at most 32 characters".to_owned(),
+            ));
+        }
+        let max_payload = if op_type == OpType::Execution {
+            limits.max_execution_payload_bytes
+        } else {
+            limits.max_payload_bytes
+        };
+        if let Some(payload) = update.payload.as_deref()
+            && payload.len() > max_payload
+        {
+            return Err(fail(
+                Rule::PayloadTooLarge,
+                format!(
+                    "Payload is {} bytes, at most {max_payload} allowed",
+                    payload.len()
+                ),
+            ));
+        }
+        if let Some(error) = update.error.as_ref()
+            && error.byte_len() > limits.max_error_bytes
+        {
+            return Err(fail(
+                Rule::ErrorTooLarge,
+                format!(
+                    "Error is {} bytes, at most {} allowed",
+                    error.byte_len(),
+                    limits.max_error_bytes
+                ),
+            ));
+        }
+
+        if op_type == OpType::Execution {
+            if execution_seen {
+                return Err(fail(
+                    Rule::MultipleExecutionUpdates,
+                    "a request carries at most one EXECUTION update".to_owned(),
+                ));
+            }
+            if index != last {
+                return Err(fail(
+                    Rule::ExecutionNotLast,
+                    "the EXECUTION update must be the last update of the request".to_owned(),
+                ));
+            }
+            if id != execution_op_id {
+                return Err(fail(
+                    Rule::ExecutionId,
+                    format!("the execution operation's Id is {execution_op_id:?}"),
+                ));
+            }
+            execution_seen = true;
+        }
+
+        // Current view of the operation: this request's effect first, then the store.
+        let prior = seen.get(id);
+        if let Some(prior) = prior {
+            let start_then_one = matches!(prior.op_type, OpType::Step | OpType::Context)
+                && prior.actions.as_slice() == [Action::Start]
+                && action != Action::Start;
+            if !start_then_one {
+                return Err(fail(
+                    Rule::DuplicateId,
+                    "only a STEP or CONTEXT may repeat its Id, as START then one non-START update"
+                        .to_owned(),
+                ));
+            }
+        }
+        let current = prior
+            .map(|p| OpView {
+                op_type: p.op_type,
+                status: p.status,
+            })
+            .or_else(|| existing(id));
+
+        if let Some(current) = current
+            && current.op_type != op_type
+        {
+            return Err(fail(
+                Rule::TypeMismatch,
+                format!(
+                    "operation is a {}, update says {}",
+                    current.op_type.as_str(),
+                    op_type.as_str()
+                ),
+            ));
+        }
+
+        if let Some(parent) = update.parent_id.as_deref() {
+            let parent_type = seen
+                .get(parent)
+                .map(|p| p.op_type)
+                .or_else(|| existing(parent).map(|p| p.op_type));
+            match parent_type {
+                Some(OpType::Context) => {}
+                Some(other) => {
+                    return Err(fail(
+                        Rule::Parent,
+                        format!("ParentId {parent:?} is a {}", other.as_str()),
+                    ));
+                }
+                None => {
+                    return Err(fail(
+                        Rule::Parent,
+                        format!(
+                            "ParentId {parent:?} names no existing CONTEXT nor one started earlier in this request"
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let from = current.map(|c| c.status);
+        let to = transition(op_type, from, action).map_err(|why| fail(Rule::Transition, why))?;
+
+        let entry = seen.entry(id).or_insert_with(|| Seen {
+            op_type,
+            status: to,
+            actions: Vec::new(),
+        });
+        entry.status = to;
+        entry.actions.push(action);
+
+        out.push(ValidUpdate {
+            index,
+            id,
+            op_type,
+            action,
+            from,
+            to,
+            update,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn upd(id: &str, ty: &str, action: &str) -> OperationUpdate {
+        OperationUpdate {
+            id: Some(id.to_owned()),
+            op_type: Some(ty.to_owned()),
+            action: Some(action.to_owned()),
+            ..OperationUpdate::default()
+        }
+    }
+
+    fn run(updates: &[OperationUpdate]) -> Result<Vec<ValidUpdate<'_>>, RuleViolation> {
+        validate(updates, None, |_| None, "exec", &Limits::default())
+    }
+
+    #[test]
+    fn start_then_succeed_of_a_step_in_one_request_is_allowed() {
+        let ups = [upd("a", "STEP", "START"), upd("a", "STEP", "SUCCEED")];
+        let ok = run(&ups).unwrap();
+        assert_eq!(ok[1].to, Status::Succeeded, "START+SUCCEED ends SUCCEEDED");
+    }
+
+    #[test]
+    fn a_second_non_start_update_for_the_same_id_is_refused() {
+        let ups = [
+            upd("a", "STEP", "START"),
+            upd("a", "STEP", "RETRY"),
+            upd("a", "STEP", "SUCCEED"),
+        ];
+        let err = run(&ups).unwrap_err();
+        assert_eq!(err.rule, Rule::DuplicateId);
+        assert_eq!(err.index, Some(2), "the third update breaks the rule");
+    }
+
+    #[test]
+    fn the_execution_update_must_come_last() {
+        let ups = [
+            upd("exec", "EXECUTION", "SUCCEED"),
+            upd("a", "STEP", "START"),
+        ];
+        assert_eq!(run(&ups).unwrap_err().rule, Rule::ExecutionNotLast);
+    }
+
+    #[test]
+    fn a_parent_started_earlier_in_the_request_is_accepted() {
+        let mut child = upd("c", "STEP", "START");
+        child.parent_id = Some("ctx".to_owned());
+        let ups = [upd("ctx", "CONTEXT", "START"), child];
+        assert!(run(&ups).is_ok(), "rule 4: parent started earlier is fine");
+    }
+
+    #[test]
+    fn a_parent_started_later_in_the_request_is_refused() {
+        let mut child = upd("c", "STEP", "START");
+        child.parent_id = Some("ctx".to_owned());
+        let ups = [child, upd("ctx", "CONTEXT", "START")];
+        let err = run(&ups).unwrap_err();
+        assert_eq!((err.rule, err.index), (Rule::Parent, Some(0)));
+    }
+
+    #[test]
+    fn succeed_of_a_never_started_step_is_refused() {
+        let err = run(&[upd("a", "STEP", "SUCCEED")]).unwrap_err();
+        assert_eq!(err.rule, Rule::Transition);
+        assert!(err.to_string().contains("never started"), "{err}");
+    }
+
+    #[test]
+    fn start_of_a_finished_step_is_refused() {
+        let existing = |_: &str| {
+            Some(OpView {
+                op_type: OpType::Step,
+                status: Status::Succeeded,
+            })
+        };
+        let ups = [upd("a", "STEP", "START")];
+        let err = validate(&ups, None, existing, "exec", &Limits::default()).unwrap_err();
+        assert_eq!(err.rule, Rule::Transition);
+    }
+
+    #[test]
+    fn ids_outside_the_pattern_are_refused() {
+        for bad in ["", "a b", "é", &"x".repeat(65)] {
+            assert!(!is_valid_id(bad), "{bad:?} must be refused");
+        }
+        assert!(is_valid_id("Ab_9-"), "pattern chars accepted");
+    }
+
+    #[test]
+    fn violation_message_names_index_id_and_rule() {
+        let err = run(&[upd("a", "STEP", "SUCCEED")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("update 0 (id \"a\"): illegal status transition"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! The `checkpoint-batcher` command, run as a user runs it: each subcommand on a small
+//! workload, flag errors, and `run --endpoint-url` against the emulator that `emulator` serves
+//! in another process. Everything stays on loopback.
+#![cfg(feature = "cli")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use assert_cmd::cargo::{cargo_bin, cargo_bin_cmd};
+use serde_json::Value;
+
+/// The command with a quick, fault-free embedded emulator.
+fn quick_run(extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = cargo_bin_cmd!("checkpoint-batcher");
+    cmd.args([
+        "run",
+        "--concurrency",
+        "4",
+        "--steps",
+        "5",
+        "--latency-ms",
+        "0",
+        "--jitter-ms",
+        "0",
+    ])
+    .args(extra);
+    cmd
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn run_drives_the_steps_and_verifies_each_succeeded_exactly_once() {
+    let output = quick_run(&[]).output().unwrap();
+    let stdout = stdout_of(&output);
+    assert!(
+        output.status.success(),
+        "a clean run exits 0: {stdout}{}",
+        stderr_of(&output)
+    );
+    assert!(
+        stdout.contains("verified: all 20 steps SUCCEEDED exactly once"),
+        "the summary reports the exactly-once check: {stdout}"
+    );
+    for figure in [
+        "steps/s",
+        "updates/s",
+        "checkpoint calls",
+        "p50",
+        "p99",
+        "max",
+        "retries",
+        "ceiling",
+    ] {
+        assert!(
+            stdout.contains(figure),
+            "the summary shows {figure}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn run_with_json_prints_one_object_with_the_summary() {
+    let output = quick_run(&["--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json prints one JSON object ({e}): {}",
+            stdout_of(&output)
+        )
+    });
+    assert_eq!(summary["steps"], 20);
+    assert_eq!(summary["updates"], 40, "a step is a START and a SUCCEED");
+    assert_eq!(summary["verification"]["verified"], true);
+    assert_eq!(summary["verification"]["method"], "emulator-state");
+    assert!(summary["ack_latency_ms"]["p99"].as_f64().is_some());
+    assert!(
+        summary["ceiling_steps_per_s"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0)
+    );
+    assert_eq!(summary["config"]["max_batch_updates"], 250);
+}
+
+#[test]
+fn run_with_injected_faults_still_verifies_exactly_once() {
+    let output = quick_run(&[
+        "--throttle-rate",
+        "0.2",
+        "--server-error-rate",
+        "0.2",
+        "--lost-answer-rate",
+        "0.3",
+        "--seed",
+        "11",
+        "--initial-backoff-ms",
+        "1",
+        "--max-backoff-ms",
+        "5",
+        "--max-attempts",
+        "20",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        summary["verification"]["verified"], true,
+        "faults never duplicate or lose a step"
+    );
+    assert!(
+        summary["retries"].as_u64().unwrap() > 0,
+        "the faults were injected and retried: {summary}"
+    );
+}
+
+#[test]
+fn a_latched_failure_prints_its_cause_and_classification_and_exits_1() {
+    let output = quick_run(&[
+        "--server-error-rate",
+        "1",
+        "--max-attempts",
+        "2",
+        "--initial-backoff-ms",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failed run exits 1: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "one error line: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("transient failure"),
+        "the classification is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("ServiceException"),
+        "the cause is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("fail the invocation"),
+        "the scope is named: {stderr}"
+    );
+}
+
+#[test]
+fn a_configuration_out_of_range_names_the_flag_and_exits_2() {
+    let output = quick_run(&["--max-batch-updates", "300"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a usage error exits 2: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end(),
+        "error: --max-batch-updates must be between 1 and 250 (the service's limit), got 300"
+    );
+
+    let output = quick_run(&["--initial-backoff-ms", "5000", "--max-backoff-ms", "100"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.starts_with("error: --initial-backoff-ms must not exceed --max-backoff-ms"),
+        "fields are named as flags: {stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_by_name_with_exit_2() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--throttle-rate", "2"], "--throttle-rate"),
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--endpoint-url", "http://127.0.0.1:9"], "--arn"),
+        (
+            &["--arn", "a", "--checkpoint-token", "t", "--latency-ms", "3"],
+            "--latency-ms",
+        ),
+    ];
+    for (flags, named) in cases {
+        let output = quick_run(flags).output().unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flags:?} is a usage error: {stderr}"
+        );
+        assert!(
+            stderr.contains(named),
+            "{flags:?}: the message names {named}: {stderr}"
+        );
+    }
+
+    let output = cargo_bin_cmd!("checkpoint-batcher")
+        .args(["tune", "--batch-sizes", "10,0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--batch-sizes"),
+        "the list flag is named: {stderr}"
+    );
+}
+
+#[test]
+fn tune_prints_a_table_recommends_and_writes_a_valid_svg() {
+    let plot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tune-chart.svg");
+    let _ = std::fs::remove_file(&plot);
+    let output = cargo_bin_cmd!("checkpoint-batcher")
+        .args([
+            "tune",
+            "--concurrency",
+            "4",
+            "--steps",
+            "3",
+            "--latency-ms",
+            "1",
+            "--jitter-ms",
+            "0",
+            "--batch-sizes",
+            "2,10",
+            "--flush-intervals",
+            "0,1",
+            "--max-p99-ms",
+            "1000",
+            "--plot",
+        ])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(output.status.success(), "{stdout}{}", stderr_of(&output));
+    for header in ["steps/s", "p50 ms", "p99 ms", "calls/1000"] {
+        assert!(stdout.contains(header), "the table has {header}: {stdout}");
+    }
+    let rows = stdout
+        .lines()
+        .filter(|line| {
+            let first = line.trim_start_matches('*').split_whitespace().next();
+            first.is_some_and(|word| word.parse::<usize>().is_ok())
+        })
+        .count();
+    assert_eq!(rows, 4, "one row per combination: {stdout}");
+    assert_eq!(
+        stdout.lines().filter(|line| line.starts_with('*')).count(),
+        1,
+        "exactly one row is marked recommended: {stdout}"
+    );
+    assert!(
+        stdout.contains("recommended: --max-batch-updates "),
+        "{stdout}"
+    );
+
+    let svg = std::fs::read_to_string(&plot).expect("--plot writes the chart");
+    assert!(svg.starts_with("<svg"), "the chart is an SVG document");
+    assert!(
+        svg.trim_end().ends_with("</svg>"),
+        "the SVG document is complete"
+    );
+    assert_eq!(
+        svg.matches("<text").count(),
+        svg.matches("</text>").count(),
+        "every text element is closed"
+    );
+    for label in [
+        "p99 acknowledgement latency (ms)",
+        "throughput (steps/s)",
+        "max_batch_updates 10",
+        "recommended",
+    ] {
+        assert!(svg.contains(label), "the chart shows {label:?}");
+    }
+}
+
+/// An `emulator` subcommand in its own process, killed when dropped.
+struct Served {
+    child: Child,
+    endpoint: String,
+    arn: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let mut child = Command::new(cargo_bin!("checkpoint-batcher"))
+        .args(["emulator", "--port", "0", "--start-execution", "cli-test"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut served = Served {
+        child,
+        endpoint: String::new(),
+        arn: String::new(),
+        token: String::new(),
+    };
+    for line in BufReader::new(stdout).lines().take(3) {
+        let line = line.unwrap();
+        let (key, value) = line.split_once(": ").expect("`key: value` lines");
+        match key {
+            "endpoint" => served.endpoint = value.to_owned(),
+            "arn" => served.arn = value.to_owned(),
+            "token" => served.token = value.to_owned(),
+            other => panic!("unexpected line {other:?}"),
+        }
+    }
+    assert!(
+        served.endpoint.starts_with("http://127.0.0.1:"),
+        "loopback by default"
+    );
+    assert!(
+        !served.arn.is_empty() && !served.token.is_empty(),
+        "--start-execution prints both"
+    );
+    served
+}
+
+/// The command with the standard credential chain kept on this machine: static keys from the
+/// environment, no profile files, no instance metadata.
+fn external_run() -> assert_cmd::Command {
+    let mut cmd = cargo_bin_cmd!("checkpoint-batcher");
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_LAMBDA");
+    cmd
+}
+
+#[test]
+fn run_with_an_endpoint_url_drives_the_emulator_served_by_another_process() {
+    let served = serve();
+    let output = external_run()
+        .args(["run", "--concurrency", "3", "--steps", "4", "--json"])
+        .args(["--endpoint-url", &served.endpoint])
+        .args(["--arn", &served.arn])
+        .args(["--checkpoint-token", &served.token])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["target"]["kind"], "external");
+    assert_eq!(summary["steps"], 12);
+    assert_eq!(summary["verification"]["method"], "callers-answered");
+    assert_eq!(summary["verification"]["verified"], true);
+
+    // The same token again is stale now: the run must fail with the classification.
+    let output = external_run()
+        .args(["run", "--concurrency", "1", "--steps", "1"])
+        .args(["--endpoint-url", &served.endpoint])
+        .args(["--arn", &served.arn])
+        .args(["--checkpoint-token", &served.token])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("invalid checkpoint token"),
+        "a consumed token is classified: {stderr}"
+    );
+}

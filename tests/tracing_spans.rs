@@ -1,0 +1,92 @@
+//! Semantic 9: one span per batch with its figures; payloads and tokens never logged.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use checkpoint_batcher::Fault;
+use common::*;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_batch_has_a_span_with_its_figures_and_no_payload_or_token_is_logged() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rig = rig(config());
+    rig.faulty.push(Fault::Transient);
+    let ack = rig
+        .batcher
+        .checkpoint(succeed("s1", "SECRET-PAYLOAD"))
+        .await
+        .unwrap();
+    let token = ack.checkpoint_token().unwrap().to_owned();
+    rig.faulty.push(Fault::Error(
+        checkpoint_batcher::ErrorKind::Rejected,
+        "bad".into(),
+    ));
+    let _ = rig
+        .batcher
+        .checkpoint(succeed("s2", "SECRET-PAYLOAD"))
+        .await
+        .unwrap_err();
+    drop(rig);
+    tokio::task::yield_now().await;
+
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let closes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("checkpoint_batch") && l.contains("close"))
+        .collect();
+    assert_eq!(closes.len(), 2, "one span per batch:\n{log}");
+    for field in [
+        "sequence=1",
+        "updates=1",
+        "bytes=",
+        "attempts=2",
+        "outcome=",
+        "latency_ms=",
+    ] {
+        assert!(
+            closes[0].contains(field),
+            "the batch span records {field}: {}",
+            closes[0]
+        );
+    }
+    assert!(
+        closes[1].contains("failed"),
+        "the failed batch's outcome: {}",
+        closes[1]
+    );
+    assert!(log.contains("retrying"), "retries are logged");
+    assert!(
+        !log.contains("SECRET-PAYLOAD"),
+        "payloads never appear in logs:\n{log}"
+    );
+    assert!(!log.contains(&token), "tokens never appear in logs:\n{log}");
+    assert!(
+        !log.contains("VE9LRU4"),
+        "no checkpoint token appears in logs:\n{log}"
+    );
+}
