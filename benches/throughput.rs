@@ -78,6 +78,8 @@ struct Timeline {
     first_start: Option<Instant>,
     last_end: Option<Instant>,
     gaps: Duration,
+    /// Updates in each call, in order.
+    batches: Vec<usize>,
 }
 
 fn token_for(n: u64) -> String {
@@ -138,6 +140,7 @@ impl DurableBackend for BenchBackend {
         {
             let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = timeline.first_start.get_or_insert(started);
+            timeline.batches.push(updates.len());
             if let Some(end) = timeline.last_end {
                 timeline.gaps += started.saturating_duration_since(end);
             }
@@ -348,6 +351,8 @@ struct Run {
     gap: Duration,
     /// From the end of the last call to the end of the run.
     tail: Duration,
+    /// Updates in each call, in order.
+    batches: Vec<usize>,
 }
 
 impl Run {
@@ -436,6 +441,7 @@ async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run,
         lead,
         gap,
         tail,
+        batches: mem_take(&backend.timeline).batches,
     })
 }
 
@@ -562,6 +568,7 @@ async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
         lead,
         gap,
         tail,
+        batches: mem_take(&backend.timeline).batches,
     })
 }
 
@@ -572,6 +579,8 @@ struct Row {
     batcher: Run,
     naive: Run,
     naive_capped: bool,
+    /// Cores' worth of CPU that other processes used while the scenario ran.
+    foreign: Option<f64>,
     /// Steps per call the limits allow (count, or bytes when smaller).
     steps_per_call: f64,
     max_batch_bytes: usize,
@@ -669,6 +678,7 @@ impl Row {
             "naive_steps_per_s": self.naive.steps_per_second(),
             "naive_capped": self.naive_capped,
             "speedup": self.speedup(),
+            "foreign_cores": self.foreign,
             "target": self.scenario.target.to_string(),
             "met": self.met(),
         })
@@ -757,6 +767,15 @@ fn details(rows: &[Row]) -> String {
             row.naive.elapsed.as_secs_f64(),
             ms(row.naive.mean_call)
         ));
+        out.push_str(&format!(
+            "; updates per call: {}",
+            run_lengths(&row.batcher.batches)
+        ));
+        if let Some(foreign) = row.foreign {
+            out.push_str(&format!(
+                "; other processes used {foreign:.2} cores meanwhile"
+            ));
+        }
         if row.batcher.violations + row.naive.violations > 0 {
             out.push_str(&format!(
                 "; TOKEN CHAIN VIOLATIONS: {} / {}",
@@ -766,6 +785,61 @@ fn details(rows: &[Row]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// CPU time, in clock ticks, that the whole machine and this process have used so far.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy = fields.iter().sum::<u64>() - fields.get(3)? - fields.get(4)?;
+    let own = fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th.
+    let after = own.rsplit_once(')')?.1;
+    let mut own_fields = after.split_whitespace().skip(11);
+    let utime: u64 = own_fields.next()?.parse().ok()?;
+    let stime: u64 = own_fields.next()?.parse().ok()?;
+    Some((busy, utime + stime))
+}
+
+/// How many cores' worth of CPU other processes used between two [`cpu_ticks`] readings
+/// taken `elapsed` apart: a measure of how quiet the machine was.
+fn foreign_load(
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+    elapsed: Duration,
+) -> Option<f64> {
+    let ((busy0, own0), (busy1, own1)) = (before?, after?);
+    let ticks_per_second = 100.0;
+    let foreign = (busy1 - busy0).saturating_sub(own1 - own0) as f64 / ticks_per_second;
+    Some(foreign / elapsed.as_secs_f64())
+}
+
+/// Batch sizes in call order, runs of equal sizes shortened: `2, 200×19, 198`.
+fn run_lengths(batches: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = batches;
+    while let Some(&first) = rest.first() {
+        let run = rest.iter().take_while(|&&b| b == first).count();
+        out.push(if run == 1 {
+            first.to_string()
+        } else {
+            format!("{first}×{run}")
+        });
+        rest = &rest[run..];
+    }
+    if out.len() > 12 {
+        let shown = out[..12].join(", ");
+        return format!("{shown}, … ({} more runs)", out.len() - 12);
+    }
+    out.join(", ")
 }
 
 fn load_average() -> String {
@@ -834,6 +908,8 @@ fn main() -> Result<(), Error> {
         .filter(|s| s.name.contains(only.as_str()))
     {
         eprintln!("running {scenario} ×{runs} and its naive baseline");
+        let ticks = cpu_ticks();
+        let clock = Instant::now();
         let mut measured = Vec::with_capacity(runs);
         for _ in 0..runs {
             measured.push(runtime.block_on(run_batcher(&scenario, &config))?);
@@ -848,7 +924,9 @@ fn main() -> Result<(), Error> {
         } else {
             runtime.block_on(run_naive(&scenario, cap))?
         };
+        let foreign = foreign_load(ticks, cpu_ticks(), clock.elapsed());
         rows.push(Row {
+            foreign,
             naive_capped: naive.steps < batcher.steps,
             steps_per_call: steps_per_call(&scenario, &config)?,
             max_batch_bytes: config.max_batch_bytes,
