@@ -33,7 +33,7 @@ use std::env;
 use std::fmt::{self, Write as _};
 use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -41,6 +41,8 @@ use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableEx
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
 use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 use checkpoint_batcher::size::{envelope_bytes, request_bytes, update_bytes};
+use tokio::sync::Barrier;
+
 use checkpoint_batcher::{
     BackendError, BatcherConfig, BatcherHandle, CheckpointBatcher, DurableBackend, ErrorKind,
 };
@@ -381,8 +383,10 @@ async fn batcher_task(
     task: usize,
     steps: usize,
     payload: Arc<str>,
+    gate: Arc<Barrier>,
 ) -> Result<Vec<u32>, Error> {
     let mut latencies = Vec::with_capacity(steps);
+    let _ = gate.wait().await;
     for step in 0..steps {
         let id = step_id(task, step);
         let start = update(id.clone(), OperationAction::Start, None)?;
@@ -395,15 +399,25 @@ async fn batcher_task(
     Ok(latencies)
 }
 
-async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run, Error> {
+/// Runs a workload as a handler runs: as a task on a worker, so the tasks it spawns start on
+/// that worker's queue (`block_on` would run it on the main thread, outside the workers).
+fn on_worker(
+    runtime: &tokio::runtime::Runtime,
+    workload: impl Future<Output = Result<Run, Error>> + Send + 'static,
+) -> Result<Run, Error> {
+    runtime.block_on(async { tokio::spawn(workload).await? })
+}
+
+async fn run_batcher(scenario: Scenario, config: BatcherConfig) -> Result<Run, Error> {
+    let scenario = &scenario;
     let backend = Arc::new(BenchBackend::new(
         scenario.latency,
         !scenario.latency.is_zero(),
     ));
     let token = backend.current_token();
-    let handle = CheckpointBatcher::spawn(backend.clone(), ARN, token, config.clone())?;
+    let handle = CheckpointBatcher::spawn(backend.clone(), ARN, token, config)?;
     let payload: Arc<str> = payload(scenario.payload_bytes).into();
-    let started = Instant::now();
+    let gate = Arc::new(Barrier::new(scenario.tasks + 1));
     let tasks: Vec<_> = (0..scenario.tasks)
         .map(|task| {
             tokio::spawn(batcher_task(
@@ -411,9 +425,14 @@ async fn run_batcher(scenario: &Scenario, config: &BatcherConfig) -> Result<Run,
                 task,
                 scenario.steps,
                 Arc::clone(&payload),
+                Arc::clone(&gate),
             ))
         })
         .collect();
+    // The clock starts once every task is spawned and waiting: spawning is not the batcher's
+    // cost, and tasks that start one by one would make the first batches ragged.
+    let _ = gate.wait().await;
+    let started = Instant::now();
     let mut latencies = Vec::with_capacity(scenario.tasks * scenario.steps);
     for task in tasks {
         latencies.extend(task.await??);
@@ -476,15 +495,16 @@ struct Naive {
     backend: Arc<BenchBackend>,
     token: tokio::sync::Mutex<String>,
     client_tokens: AtomicU64,
-    /// When the sample ends: calls that get the lock later are not made.
-    deadline: Instant,
+    /// When the sample ends (set when the tasks start): calls that get the lock later are not
+    /// made.
+    deadline: OnceLock<Instant>,
 }
 
 impl Naive {
     /// One checkpoint call carrying `update`; `false` when the sample had ended.
     async fn call(&self, update: OperationUpdate) -> Result<bool, Error> {
         let mut token = self.token.lock().await;
-        if Instant::now() >= self.deadline {
+        if self.deadline.get().is_some_and(|&d| Instant::now() >= d) {
             return Ok(false);
         }
         let client_token = format!(
@@ -507,8 +527,10 @@ async fn naive_task(
     steps: usize,
     payload: Arc<str>,
     done: Arc<AtomicU64>,
+    gate: Arc<Barrier>,
 ) -> Result<Vec<u32>, Error> {
     let mut latencies = Vec::new();
+    let _ = gate.wait().await;
     for step in 0..steps {
         let id = step_id(task, step);
         let start = update(id.clone(), OperationAction::Start, None)?;
@@ -526,15 +548,16 @@ async fn naive_task(
     Ok(latencies)
 }
 
-async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
+async fn run_naive(scenario: Scenario, cap: Duration) -> Result<Run, Error> {
+    let scenario = &scenario;
     let backend = Arc::new(BenchBackend::new(scenario.latency, false));
-    let started = Instant::now();
     let naive = Arc::new(Naive {
         token: tokio::sync::Mutex::new(backend.current_token()),
         backend: Arc::clone(&backend),
         client_tokens: AtomicU64::new(0),
-        deadline: started + cap,
+        deadline: OnceLock::new(),
     });
+    let gate = Arc::new(Barrier::new(scenario.tasks + 1));
     let payload: Arc<str> = payload(scenario.payload_bytes).into();
     let done = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..scenario.tasks)
@@ -545,9 +568,13 @@ async fn run_naive(scenario: &Scenario, cap: Duration) -> Result<Run, Error> {
                 scenario.steps,
                 Arc::clone(&payload),
                 Arc::clone(&done),
+                Arc::clone(&gate),
             ))
         })
         .collect();
+    let _ = gate.wait().await;
+    let started = Instant::now();
+    let _ = naive.deadline.set(started + cap);
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await??);
@@ -912,7 +939,10 @@ fn main() -> Result<(), Error> {
         let clock = Instant::now();
         let mut measured = Vec::with_capacity(runs);
         for _ in 0..runs {
-            measured.push(runtime.block_on(run_batcher(&scenario, &config))?);
+            measured.push(on_worker(
+                &runtime,
+                run_batcher(scenario.clone(), config.clone()),
+            )?);
         }
         measured.sort_by(|a, b| a.steps_per_second().total_cmp(&b.steps_per_second()));
         let batcher = measured.swap_remove(runs / 2);
@@ -922,7 +952,7 @@ fn main() -> Result<(), Error> {
                 ..Run::default()
             }
         } else {
-            runtime.block_on(run_naive(&scenario, cap))?
+            on_worker(&runtime, run_naive(scenario.clone(), cap))?
         };
         let foreign = foreign_load(ticks, cpu_ticks(), clock.elapsed());
         rows.push(Row {
