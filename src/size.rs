@@ -18,16 +18,44 @@ use aws_sdk_lambda::types::{
 /// The bytes a string takes in JSON once escaped, without its quotes.
 #[must_use]
 pub fn escaped_len(value: &str) -> usize {
-    value.len()
-        + value
-            .bytes()
-            .map(|b| match b {
-                b'"' | b'\\' | 0x08 | 0x0C | b'\n' | b'\r' | b'\t' => 1,
-                // `\u00XX`: six bytes in place of one.
-                0..=0x1F => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
+    // Counted in `u8` lanes over blocks of 32 bytes, without branches, so that the compiler
+    // vectorizes the loop: a 64 KiB payload is counted on every submit, and the per-byte
+    // `match` this replaces took 27 µs for one. A block adds at most 5 × 32 to a lane-wise
+    // total, which fits a `u8`.
+    let bytes = value.as_bytes();
+    let mut blocks = bytes.chunks_exact(32);
+    let mut extra = 0;
+    for block in &mut blocks {
+        let mut sum: u8 = 0;
+        for &b in block {
+            sum += escape_extra(b);
+        }
+        extra += usize::from(sum);
+    }
+    // The tail (all of a short string) byte by byte: for a handful of bytes this is faster
+    // than the vector loop's setup.
+    extra += blocks
+        .remainder()
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | 0x08 | 0x0C | b'\n' | b'\r' | b'\t' => 1,
+            0..=0x1F => 5,
+            _ => 0,
+        })
+        .sum::<usize>();
+    value.len() + extra
+}
+
+/// The bytes escaping adds to one byte: 1 for `"`, `\` and the control characters with a short
+/// form (`\b \f \n \r \t`), 5 for the other control characters (`\u00XX`: six bytes in
+/// place of one), 0 otherwise.
+#[inline(always)]
+fn escape_extra(b: u8) -> u8 {
+    // `|`, not `||`: no branches.
+    let control = u8::from(b < 0x20);
+    let short = u8::from((b == 0x08) | (b == 0x0C) | (b == b'\n') | (b == b'\r') | (b == b'\t'));
+    let quote = u8::from((b == b'"') | (b == b'\\'));
+    control * (5 - 4 * short) + quote
 }
 
 /// The bytes of a JSON object being counted field by field.
@@ -248,6 +276,36 @@ mod tests {
         assert_eq!(
             escaped_len(unicode),
             serde_json::to_string(unicode).unwrap().len() - 2
+        );
+    }
+
+    #[test]
+    fn escaped_length_matches_serde_json_in_long_strings_at_every_offset() {
+        // Long strings take the block-wise path; the tail takes the byte-wise one.
+        for c in (0u8..0x80).map(char::from) {
+            for len in [31, 32, 33, 64, 100] {
+                for at in [0, 1, 31, len / 2, len - 1]
+                    .into_iter()
+                    .filter(|&at| at < len)
+                {
+                    let mut s: Vec<char> = "x".repeat(len).chars().collect();
+                    s[at] = c;
+                    s[len - 1 - at] = c;
+                    let s: String = s.into_iter().collect();
+                    let reference = serde_json::to_string(&s).unwrap().len() - 2;
+                    assert_eq!(
+                        escaped_len(&s),
+                        reference,
+                        "escaping of {c:?} at {at} in {len} bytes must match serde_json"
+                    );
+                }
+            }
+        }
+        let worst = "\u{1}".repeat(70_000);
+        assert_eq!(
+            escaped_len(&worst),
+            serde_json::to_string(&worst).unwrap().len() - 2,
+            "a string of only six-byte escapes must not overflow a block's count"
         );
     }
 
