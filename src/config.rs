@@ -131,7 +131,7 @@ impl BatcherConfig {
 
 /// Durations beyond this are refused: they would only ever be typing mistakes, and far-future
 /// deadlines overflow `Instant` arithmetic on some platforms.
-const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// How a batch whose call failed with a throttling or transient error is retried.
 ///
@@ -143,8 +143,9 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub struct RetryPolicy {
     /// Attempts per call, the first included; 1 disables retries.
     ///
-    /// Default: 6, which rides out about three seconds of throttling before the invocation
-    /// fails and the service re-invokes it.
+    /// Default: 6: five retries whose backoff ceilings (50, 100, 200, 400, 800 ms) add up to
+    /// 1.55 s, about 0.8 s on average with full jitter, plus any `Retry-After` the service asks
+    /// for, before the invocation fails and the service re-invokes it.
     pub max_attempts: u32,
     /// The ceiling of the first backoff.
     ///
@@ -159,8 +160,14 @@ pub struct RetryPolicy {
     /// applied it is not applied twice.
     ///
     /// Default: 10 s, far above the service's usual latency even for a 750 KiB request.
+    ///
+    /// [`RealBackend`](crate::RealBackend) also sets an attempt timeout on its SDK client
+    /// ([`RealBackend::with_attempt_timeout`](crate::RealBackend::with_attempt_timeout), default
+    /// 10 s); the shorter of the two applies.
     pub attempt_timeout: Duration,
     /// A seed for the jitter, for reproducible runs; `None` seeds from the operating system.
+    /// It affects only the delays: client tokens are always drawn from the operating system,
+    /// so that two batchers never share one.
     ///
     /// Default: `None`.
     pub jitter_seed: Option<u64>,

@@ -32,7 +32,8 @@ pub fn is_invalid_checkpoint_token_message(message: &str) -> bool {
 /// (when one was sent) and its message.
 ///
 /// - 429: throttled.
-/// - an error code starting with `KMS`: KMS (the service sends these as 502).
+/// - an error code starting with `KMS`, or a 502 with no code: KMS (the API sends its KMS
+///   errors, and only those, as 502).
 /// - other 4xx: an invalid checkpoint token when the message says so, otherwise rejected. A
 ///   payload-too-large 413 is rejected too: retrying it cannot help (one official SDK retried
 ///   it and re-invoked forever).
@@ -43,6 +44,12 @@ pub fn kind_for_status(status: u16, code: Option<&str>, message: &str) -> ErrorK
         return ErrorKind::Throttled;
     }
     if code.is_some_and(|c| c.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("kms"))) {
+        return ErrorKind::Kms;
+    }
+    // The API answers its four KMS errors, and nothing else, with 502 (SERVICE.md). Without an
+    // error code (an emulator that leaves out `X-Amzn-ErrorType`), the status is all there is,
+    // and a KMS failure must fail the execution, not be retried into endless re-invocations.
+    if status == 502 && code.is_none() {
         return ErrorKind::Kms;
     }
     match status {

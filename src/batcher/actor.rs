@@ -55,8 +55,7 @@ struct InFlight {
     started: Instant,
 }
 
-/// The answers to a batch that succeeded, sent once the next call has started (see
-/// [`Actor::deliver`]).
+/// The answers to a batch that succeeded, not yet sent (see [`Actor::deliver`]).
 struct Answers {
     acked: Arc<AckedBatch>,
     replies: Vec<AckSender>,
@@ -118,7 +117,7 @@ impl Actor {
         shared: Arc<Shared>,
         report: watch::Sender<Option<BatcherReport>>,
     ) -> Self {
-        let mut rng = config
+        let rng = config
             .retry
             .jitter_seed
             .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
@@ -151,7 +150,10 @@ impl Actor {
             in_flight: None,
             answers: None,
             batches_sent: 0,
-            client_token_prefix: rng.u64(..),
+            // Never from the jitter seed: two batchers seeded alike (a re-invocation of the same
+            // execution) would reuse client tokens, and the service would take a new batch for
+            // the replay of an old one.
+            client_token_prefix: fastrand::Rng::new().u64(..),
             rng,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             timer_armed: None,
@@ -290,7 +292,7 @@ impl Actor {
 
     fn on_command(&mut self, command: Command) {
         if let Some(error) = &self.stopped {
-            answer_stopped(command, error, &self.shared);
+            self.answer_stopped(command, error);
             return;
         }
         match command {
@@ -391,7 +393,8 @@ impl Actor {
         }
         self.refill_front();
         self.recompute_deadlines();
-        // No call is in flight, so everything received before this batch is acknowledged.
+        // Batches go in order and one at a time, so this batch's last update is the one after
+        // everything acknowledged so far plus this batch.
         let last_update = self.acknowledged + updates.len() as u64;
         let ends_execution = updates.last().is_some_and(|u| {
             u.r#type == OperationType::Execution
@@ -493,7 +496,7 @@ impl Actor {
                             CloseReason::TokenRevoked
                         };
                         tracing::info!(?reason, "the service ended the token chain");
-                        self.stop(BatcherError::closed(reason));
+                        self.stop(BatcherError::closed(reason), Vec::new());
                     }
                 }
             }
@@ -506,23 +509,23 @@ impl Actor {
                     scope = ?failure.scope(),
                     "checkpoint batch failed for good: {failure}"
                 );
-                let error = BatcherError::Failed(failure);
                 // The latch, in tower's order: store the error, close the channel, then answer
                 // everyone who waits, the batch's own callers first.
-                self.stop(error.clone());
-                for reply in flight.replies.into_iter().chain(flight.refreshes) {
-                    let _ = reply.send(Err(error.clone()));
-                }
+                let mut first = flight.replies;
+                first.extend(flight.refreshes);
+                self.stop(BatcherError::Failed(failure), first);
             }
         }
     }
 
     /// Answers the callers of the last batch that succeeded, then the flushes it completed.
     ///
-    /// Called once the next batch's call has started (or when there is none), so that the
-    /// callers' wake-ups, which may each cost the scheduler a system call to unpark a worker,
-    /// overlap the next round trip instead of delaying it. Always called before anything else
-    /// is answered, so answers keep batch order.
+    /// When the next batch is already closed (full, or cut by a rule) it goes first and the
+    /// answers follow, so that the callers' wake-ups, which may each cost the scheduler a system
+    /// call to unpark a worker, overlap the next round trip instead of delaying it. When the
+    /// next batch still has room, [`gather`](Self::gather) delivers first, since the callers'
+    /// next updates belong in it. Always called before anything else is answered, so answers
+    /// keep batch order.
     fn deliver(&mut self) {
         let Some(answers) = self.answers.take() else {
             return;
@@ -543,9 +546,9 @@ impl Actor {
     }
 
     /// Stops for good: stores `error` where handles read it, closes the channel, and answers
-    /// everything queued with it. Messages still in the channel are answered as they are
-    /// drained.
-    fn stop(&mut self, error: BatcherError) {
+    /// `first` (the failed batch's callers), then everything queued, with it. Messages still in
+    /// the channel are answered as they are drained.
+    fn stop(&mut self, error: BatcherError, first: Vec<AckSender>) {
         // The last successful batch's callers are answered first: answers keep batch order.
         self.deliver();
         // Recorded before anything else: the report depends on it (no token once the service
@@ -560,6 +563,9 @@ impl Actor {
             self.published.send_replace(Some(report.clone()));
         }
         self.rx.close();
+        for reply in first {
+            let _ = reply.send(Err(error.clone()));
+        }
         for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
             let _ = submission.reply.send(Err(error.clone()));
         }
@@ -603,6 +609,24 @@ impl Actor {
         }
     }
 
+    /// Answers a command that arrived after the batcher stopped with `error`.
+    fn answer_stopped(&self, command: Command, error: &BatcherError) {
+        match command {
+            Command::Update(submission) => {
+                let _ = submission.reply.send(Err(error.clone()));
+            }
+            Command::Refresh(reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Shutdown(reply) => {
+                let _ = reply.send(self.final_answer(error));
+            }
+        }
+    }
+
     fn exit(mut self) {
         self.deliver();
         let report = self.report();
@@ -615,31 +639,6 @@ impl Actor {
         }
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());
-        }
-    }
-}
-
-/// Answers a command that arrived after the batcher stopped.
-fn answer_stopped(command: Command, error: &BatcherError, shared: &Shared) {
-    match command {
-        Command::Update(submission) => {
-            let _ = submission.reply.send(Err(error.clone()));
-        }
-        Command::Refresh(reply) => {
-            let _ = reply.send(Err(error.clone()));
-        }
-        Command::Flush(reply) => {
-            let _ = reply.send(Err(error.clone()));
-        }
-        Command::Shutdown(reply) => {
-            let answer = match error {
-                BatcherError::Failed(_) => Err(error.clone()),
-                _ => Ok(BatcherReport {
-                    checkpoint_token: None,
-                    stats: shared.stats(),
-                }),
-            };
-            let _ = reply.send(answer);
         }
     }
 }
@@ -687,8 +686,10 @@ impl SendJob {
         while let (Some(page_marker), Some(page_token)) = (marker.take(), token.as_deref()) {
             pages += 1;
             if pages > MAX_STATE_PAGES {
+                // The checkpoint itself was applied; only its state could not be read in full,
+                // so the invocation fails and the service replays it.
                 let cause = BackendError::new(
-                    ErrorKind::Rejected,
+                    ErrorKind::Transient,
                     format!("the service returned more than {MAX_STATE_PAGES} state pages"),
                 );
                 return Err(BatchFailure::new(

@@ -11,6 +11,7 @@ use tracing::Span;
 use super::ack::{AckFuture, CheckpointAck};
 use super::message::{Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
+use crate::config::MAX_DURATION;
 use crate::error::{BatcherError, CloseReason};
 use crate::size::update_bytes;
 use crate::validate::validate_update;
@@ -84,7 +85,8 @@ impl BatcherHandle {
     /// As [`checkpoint`](Self::checkpoint), but this update may wait at most `max_delay` for
     /// company, instead of the configured
     /// [`flush_interval`](crate::BatcherConfig::flush_interval). Its batch goes when the
-    /// earliest deadline among its updates passes.
+    /// earliest deadline among its updates passes. A `max_delay` over an hour counts as an
+    /// hour, so `Duration::MAX` means "whenever a batch goes anyway".
     ///
     /// # Errors
     ///
@@ -179,7 +181,18 @@ impl BatcherHandle {
     /// acknowledged.
     pub async fn flush(&self) -> Result<(), BatcherError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Flush(reply)).await?;
+        if let Err(error) = self.send(Command::Flush(reply)).await {
+            // A shutdown closed the queue and is writing everything accepted before it, ours
+            // included: its report means all of it was acknowledged.
+            if matches!(&error, BatcherError::Closed(closed) if closed.reason() == CloseReason::ShutDown)
+            {
+                return match self.shared.final_report().await {
+                    Some(_) => Ok(()),
+                    None => Err(self.stopped()),
+                };
+            }
+            return Err(error);
+        }
         rx.await.unwrap_or_else(|_| Err(self.stopped()))
     }
 
@@ -192,11 +205,15 @@ impl BatcherHandle {
     /// [`BatcherError::Failed`] if a batch failed for good, before or during the drain.
     pub async fn shutdown(&self) -> Result<BatcherReport, BatcherError> {
         let (reply, rx) = oneshot::channel();
-        if let Err(error) = self.send(Command::Shutdown(reply)).await {
+        if self.send(Command::Shutdown(reply)).await.is_err() {
             // Another shutdown (or the end of the chain) closed the queue first. Its drain may
             // still be running: wait for the report it will publish, or for the actor to end
             // without one.
-            return self.shared.final_report().await.ok_or(error);
+            return match self.shared.final_report().await {
+                Some(report) => Ok(report),
+                // Read after the wait: a drain that failed replaced the close with its failure.
+                None => Err(self.stopped()),
+            };
         }
         match rx.await {
             Ok(answer) => answer,
@@ -242,6 +259,8 @@ impl BatcherHandle {
     ) -> Result<(Command, AckFuture), BatcherError> {
         validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
         let bytes = update_bytes(&update);
+        // Capped, so that `Duration::MAX` ("no hurry") cannot overflow the clock.
+        let max_delay = max_delay.min(MAX_DURATION);
         let deadline = (!max_delay.is_zero()).then(|| Instant::now() + max_delay);
         let (reply, rx) = oneshot::channel();
         let command = Command::Update(Submission {
