@@ -277,3 +277,89 @@ async fn the_count_limit_is_the_configured_one() {
         .collect();
     assert_eq!(sizes, [1, 7, 7, 6]);
 }
+
+/// Answers the first checkpoint with a token 600 characters longer, later ones with tokens of
+/// that length, and records each request's exact body size.
+#[derive(Debug, Default)]
+struct GrowingTokens {
+    calls: std::sync::Mutex<Vec<usize>>,
+    gate: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl checkpoint_batcher::DurableBackend for GrowingTokens {
+    async fn checkpoint(
+        &self,
+        _arn: &str,
+        token: &str,
+        updates: Vec<aws_sdk_lambda::types::OperationUpdate>,
+        client_token: Option<&str>,
+    ) -> Result<
+        aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput,
+        checkpoint_batcher::BackendError,
+    > {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(request_bytes(token, client_token.unwrap(), &updates));
+            calls.len()
+        };
+        if n == 1 {
+            self.gate.notified().await;
+        }
+        Ok(
+            aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput::builder()
+                .checkpoint_token(format!("{}{n:04}", "A".repeat(600)))
+                .build(),
+        )
+    }
+
+    async fn get_execution_state(
+        &self,
+        _arn: &str,
+        _token: &str,
+        _marker: Option<&str>,
+        _max_items: Option<i32>,
+    ) -> Result<
+        aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput,
+        checkpoint_batcher::BackendError,
+    > {
+        unreachable!("no marker is ever returned")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_assembled_under_a_shorter_token_is_reassembled_to_stay_within_the_limit() {
+    let backend = std::sync::Arc::new(GrowingTokens::default());
+    let config = BatcherConfig {
+        max_batch_bytes: 4096,
+        ..config()
+    };
+    let batcher =
+        checkpoint_batcher::CheckpointBatcher::spawn(backend.clone(), ARN, "dG9r", config).unwrap();
+    let first = batcher.submit(start("first")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // Assembled while the first call holds the 4-character token: nearly 4096 bytes.
+    let payload = "x".repeat(900);
+    let mut acks = vec![first];
+    for i in 0..12 {
+        acks.push(
+            batcher
+                .submit(succeed(&format!("s{i}"), &payload))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    backend.gate.notify_one();
+    for ack in acks {
+        within(Duration::from_secs(5), ack).await.unwrap();
+    }
+    let sizes = backend.calls.lock().unwrap().clone();
+    assert!(sizes.len() > 2);
+    for size in &sizes {
+        assert!(
+            *size <= 4096,
+            "every request stays within max_batch_bytes after the token grew: {sizes:?}"
+        );
+    }
+}

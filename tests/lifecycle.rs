@@ -271,3 +271,88 @@ async fn a_second_shutdown_during_the_drain_waits_for_the_same_report() {
     assert_eq!(first.stats.updates, 1);
     within(Duration::from_secs(5), ack).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_shutdown_during_a_drain_that_fails_gets_the_failure() {
+    let rig = rig(config());
+    rig.faulty.hold();
+    rig.faulty.push(checkpoint_batcher::Fault::Error(
+        checkpoint_batcher::ErrorKind::Rejected,
+        "refused".into(),
+    ));
+    let ack = rig.batcher.submit(start("doomed")).await.unwrap();
+    rig.faulty.wait_for_calls(1).await;
+    let first = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let second = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    rig.faulty.release();
+    for shutdown in [first, second] {
+        let err = within(Duration::from_secs(5), shutdown)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, BatcherError::Failed(_)),
+            "both shutdowns report the failure: {err}"
+        );
+    }
+    assert!(within(Duration::from_secs(5), ack).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_during_a_shutdown_drain_waits_for_the_drain() {
+    let rig = rig(config());
+    rig.faulty.hold();
+    let ack = rig.batcher.submit(start("a")).await.unwrap();
+    rig.faulty.wait_for_calls(1).await;
+    let shutdown = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let flush = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.flush().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !flush.is_finished(),
+        "the flush waits: its update is still being written"
+    );
+    rig.faulty.release();
+    within(Duration::from_secs(5), flush)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rig.memory.applied().len(),
+        1,
+        "flush returned once the update was durable"
+    );
+    within(Duration::from_secs(5), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    within(Duration::from_secs(5), ack).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_tokens_differ_between_batchers_even_with_the_same_jitter_seed() {
+    let first = rig(config());
+    let second = rig(config());
+    first.batcher.checkpoint(start("a")).await.unwrap();
+    second.batcher.checkpoint(start("a")).await.unwrap();
+    let token = |r: &Rig| r.faulty.call_log()[0].client_token.clone();
+    assert_ne!(
+        token(&first),
+        token(&second),
+        "a re-invocation must never replay an earlier batcher's client token"
+    );
+}

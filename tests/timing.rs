@@ -168,3 +168,59 @@ async fn an_idle_batcher_makes_no_calls() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(rig.faulty.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_max_delay_of_duration_max_waits_at_most_an_hour() {
+    let rig = rig(config());
+    let started = Instant::now();
+    rig.batcher
+        .checkpoint_within(start("whenever"), Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(3600));
+}
+
+/// Counts how often the batcher's task is polled.
+struct Polls<F> {
+    inner: std::pin::Pin<Box<F>>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<F: std::future::Future> std::future::Future for Polls<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_batcher_is_not_woken_at_all() {
+    let memory = std::sync::Arc::new(checkpoint_batcher::InMemoryBackend::new());
+    let token = memory.current_token().unwrap();
+    let config = BatcherConfig {
+        flush_interval: Duration::from_millis(10),
+        ..config()
+    };
+    let (batcher, worker) =
+        checkpoint_batcher::CheckpointBatcher::pair(memory.clone(), ARN, token, config).unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let worker = tokio::spawn(Polls {
+        inner: Box::pin(worker),
+        count: count.clone(),
+    });
+    batcher.checkpoint(start("a")).await.unwrap();
+    let after_work = count.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        after_work,
+        "an idle batcher sleeps until something arrives: no polling, no timer ticks"
+    );
+    drop(batcher);
+    within(Duration::from_secs(5), worker).await.unwrap();
+}
