@@ -65,6 +65,13 @@
 //! CHAINED_INVOKE: START, CANCEL, completed by the service; EXECUTION: SUCCEED, FAIL);
 //! size limits of [`Limits`].
 //!
+//! # Dependencies
+//!
+//! The emulator shares no code with the rest of the crate (its rules and size limits are its
+//! own reading of the service), so it judges the batcher from outside rather than agreeing with
+//! it by construction. Being a server, it is the one part of the crate besides
+//! the batcher's actor that spawns tasks (the listener) and sleeps (injected latency).
+//!
 //! # Shutdown
 //!
 //! [`Emulator::shutdown`] stops accepting, closes the listener (later connections are
