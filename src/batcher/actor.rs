@@ -556,12 +556,10 @@ impl Actor {
         self.stopped = Some(error.clone());
         self.shared.set_terminal(&error);
         let answer = self.final_answer(&error);
-        if let Ok(report) = &answer {
-            // Nothing is sent after a stop, so the report is final. Published before the channel
-            // closes: a `shutdown` whose send fails from now on reads it instead of racing the
-            // actor's exit.
-            self.published.send_replace(Some(report.clone()));
-        }
+        // Nothing is sent after a stop, so the report is final. Published before the channel
+        // closes: a `shutdown` whose send fails from now on reads it instead of racing the
+        // actor's exit.
+        self.publish(&answer);
         self.rx.close();
         for reply in first {
             let _ = reply.send(Err(error.clone()));
@@ -627,16 +625,20 @@ impl Actor {
         }
     }
 
+    /// Makes a clean end's report readable by handles whose `shutdown` finds the queue closed.
+    fn publish(&self, answer: &Result<BatcherReport, BatcherError>) {
+        if let Ok(report) = answer {
+            self.published.send_replace(Some(report.clone()));
+        }
+    }
+
     fn exit(mut self) {
         self.deliver();
-        let report = self.report();
         let answer = match &self.stopped {
             Some(error) => self.final_answer(error),
-            None => Ok(report.clone()),
+            None => Ok(self.report()),
         };
-        if answer.is_ok() {
-            self.published.send_replace(Some(report));
-        }
+        self.publish(&answer);
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());
         }
