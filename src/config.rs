@@ -11,12 +11,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
-
-/// The service's cap on updates in one checkpoint request, as every official SDK applies it.
-pub const SERVICE_MAX_BATCH_UPDATES: usize = 250;
-
-/// The service's cap on one checkpoint request, counted as JSON bytes of the request body.
-pub const SERVICE_MAX_BATCH_BYTES: usize = 750 * 1024;
+use crate::limits::{SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
 
 /// The configuration of a [`CheckpointBatcher`](crate::CheckpointBatcher).
 ///
@@ -42,7 +37,9 @@ pub struct BatcherConfig {
     /// SDK sends (envelope included). An update that alone exceeds it is sent alone and the
     /// service decides.
     ///
-    /// Default: 750 KiB, the limit every official SDK applies. Must be at least 1 KiB.
+    /// Default: 750 KiB, the service's limit
+    /// ([`SERVICE_MAX_BATCH_BYTES`](crate::SERVICE_MAX_BATCH_BYTES)), which is also the most it
+    /// may be. Must be at least 1 KiB.
     pub max_batch_bytes: usize,
     /// How long an update may wait for company before its batch goes (what Kafka calls
     /// `linger.ms`). Larger values make larger batches at the cost of that much added latency to
@@ -96,10 +93,13 @@ impl BatcherConfig {
                 ),
             ));
         }
-        if self.max_batch_bytes < 1024 {
+        if !(MIN_BATCH_BYTES..=SERVICE_MAX_BATCH_BYTES).contains(&self.max_batch_bytes) {
             return Err(ConfigError::new(
                 "max_batch_bytes",
-                format!("must be at least 1024, got {}", self.max_batch_bytes),
+                format!(
+                    "must be between {MIN_BATCH_BYTES} and {SERVICE_MAX_BATCH_BYTES} (the service's limit), got {}",
+                    self.max_batch_bytes
+                ),
             ));
         }
         if self.queue_capacity == 0 {
@@ -128,6 +128,9 @@ impl BatcherConfig {
         self.retry.validate()
     }
 }
+
+/// The smallest `max_batch_bytes`: room for the request's envelope and a small update.
+const MIN_BATCH_BYTES: usize = 1024;
 
 /// Durations beyond this are refused: they would only ever be typing mistakes, and far-future
 /// deadlines overflow `Instant` arithmetic on some platforms.
@@ -265,6 +268,13 @@ mod tests {
                 "max_batch_bytes",
                 BatcherConfig {
                     max_batch_bytes: 10,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_batch_bytes",
+                BatcherConfig {
+                    max_batch_bytes: SERVICE_MAX_BATCH_BYTES + 1,
                     ..Default::default()
                 },
             ),

@@ -36,6 +36,13 @@ pub enum ErrorKind {
     /// The service rejected the request as wrong (any other 4xx). Not retried; the execution
     /// fails.
     Rejected,
+    /// The caller's credentials or permissions were refused (`ExpiredTokenException`,
+    /// `UnrecognizedClientException`, `InvalidSignatureException`, `SignatureDoesNotMatch`,
+    /// `AccessDeniedException`), or the client could not send the request because of its own
+    /// configuration (no region, no credentials). Not retried, but the request itself is fine:
+    /// the invocation fails, and the execution resumes once the role, clock or configuration is
+    /// fixed.
+    Credentials,
 }
 
 impl ErrorKind {
@@ -49,9 +56,10 @@ impl ErrorKind {
     #[must_use]
     pub fn scope(self) -> FailureScope {
         match self {
-            Self::Throttled | Self::Transient | Self::InvalidCheckpointToken => {
-                FailureScope::Invocation
-            }
+            Self::Throttled
+            | Self::Transient
+            | Self::InvalidCheckpointToken
+            | Self::Credentials => FailureScope::Invocation,
             Self::Kms | Self::Rejected => FailureScope::Execution,
         }
     }
@@ -63,6 +71,7 @@ impl ErrorKind {
             Self::InvalidCheckpointToken => "invalid checkpoint token",
             Self::Kms => "kms failure",
             Self::Rejected => "request rejected",
+            Self::Credentials => "credentials or client configuration refused",
         }
     }
 }
@@ -109,7 +118,6 @@ impl fmt::Display for FailureScope {
 /// assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
 /// assert_eq!(err.to_string(), "throttled: rate exceeded");
 /// ```
-#[derive(Debug)]
 pub struct BackendError {
     kind: ErrorKind,
     message: String,
@@ -173,6 +181,23 @@ impl BackendError {
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
+    }
+}
+
+/// The source is shown by its `Display` only: an SDK error's `Debug` holds the raw HTTP
+/// response, whose body may carry a checkpoint token.
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field(
+                "source",
+                &self.source.as_ref().map(|source| source.to_string()),
+            )
+            .finish()
     }
 }
 
@@ -247,9 +272,25 @@ impl BatchFailure {
     }
 
     /// Which side should give up.
+    ///
+    /// When the checkpoint was applied and only reading its further state pages failed, this is
+    /// [`FailureScope::Invocation`] whatever the cause: the batch's updates are durable, and a
+    /// re-invocation reads the state afresh. Failing the execution for them would undo work
+    /// the service holds.
     #[must_use]
     pub fn scope(&self) -> FailureScope {
-        self.inner.cause.kind().scope()
+        match self.inner.during {
+            FailedCall::Checkpoint => self.inner.cause.kind().scope(),
+            FailedCall::StatePage => FailureScope::Invocation,
+        }
+    }
+
+    /// Whether the checkpoint itself was applied and only reading the state pages that followed
+    /// it failed: the batch's updates are durable, though their callers were answered with
+    /// this failure.
+    #[must_use]
+    pub fn checkpoint_applied(&self) -> bool {
+        self.inner.during == FailedCall::StatePage
     }
 
     /// The sequence number of the batch that failed.
@@ -269,7 +310,7 @@ impl fmt::Display for BatchFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.inner.during {
             FailedCall::Checkpoint => "checkpoint batch",
-            FailedCall::StatePage => "fetching the execution state after checkpoint batch",
+            FailedCall::StatePage => "reading the execution state after applied checkpoint batch",
         };
         let attempts = self.inner.attempts;
         let plural = if attempts == 1 { "" } else { "s" };
@@ -403,12 +444,19 @@ impl BatcherError {
     /// refused update.
     ///
     /// For [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`] it is
-    /// [`FailureScope::Invocation`]: the invocation should stop and be re-invoked.
+    /// [`FailureScope::Invocation`]: the invocation should stop and be re-invoked. So it is for
+    /// [`CloseReason::WorkerGone`]: updates may be unwritten, and a re-invocation replays from
+    /// what is durable.
     #[must_use]
     pub fn scope(&self) -> Option<FailureScope> {
         match self {
             Self::Failed(failure) => Some(failure.scope()),
-            Self::Closed(closed) if closed.reason() == CloseReason::TokenRevoked => {
+            Self::Closed(closed)
+                if matches!(
+                    closed.reason(),
+                    CloseReason::TokenRevoked | CloseReason::WorkerGone
+                ) =>
+            {
                 Some(FailureScope::Invocation)
             }
             _ => None,

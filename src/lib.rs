@@ -17,6 +17,8 @@ mod backend;
 pub mod batcher;
 mod config;
 mod error;
+mod limits;
+mod redact;
 pub mod retry;
 pub mod size;
 pub mod validate;
@@ -34,8 +36,13 @@ pub use batcher::{
     AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, CheckpointAck,
     CheckpointBatcher,
 };
-pub use config::{BatcherConfig, RetryPolicy, SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
+pub use config::{BatcherConfig, RetryPolicy};
 pub use error::{
     BackendError, BatchFailure, BatcherError, CloseReason, Closed, ConfigError, ErrorKind,
     FailureScope, InvalidUpdate,
+};
+pub use limits::{
+    SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES, SERVICE_MAX_ERROR_BYTES,
+    SERVICE_MAX_EXECUTION_PAYLOAD_BYTES, SERVICE_MAX_ID_CHARS, SERVICE_MAX_NAME_CHARS,
+    SERVICE_MAX_PAYLOAD_BYTES, SERVICE_MAX_SUB_TYPE_CHARS, SERVICE_MAX_TOKEN_CHARS,
 };

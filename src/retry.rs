@@ -1,7 +1,7 @@
 //! Error classification and the backoff schedule.
 //!
 //! Classification decides everything about a failure: whether it is retried and which side
-//! gives up when it persists (SERVICE.md, "Errors and what they mean"). Backends classify typed
+//! gives up when it persists. Backends classify typed
 //! errors themselves; what they cannot type (an emulator's error without an `X-Amzn-ErrorType`
 //! header, an unknown code) falls back to [`kind_for_status`] here, which reads the HTTP status
 //! and, for one documented message only, its text.
@@ -28,28 +28,52 @@ pub fn is_invalid_checkpoint_token_message(message: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(INVALID_TOKEN_PREFIX))
 }
 
+/// Error codes that mean throttling, whatever status they come with.
+const THROTTLING_CODES: [&str; 4] = [
+    "TooManyRequestsException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+];
+
+/// Error codes that refuse the caller's credentials or permissions: the request is fine, the
+/// caller is not (an expired session, a wrong clock, a missing permission).
+const CREDENTIALS_CODES: [&str; 5] = [
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AccessDeniedException",
+];
+
 /// Classifies a failed response that carried no typed error, from its status, its error code
 /// (when one was sent) and its message.
 ///
-/// - 429: throttled.
-/// - an error code starting with `KMS`, or a 502 with no code: KMS (the API sends its KMS
-///   errors, and only those, as 502).
+/// - a throttling code (`TooManyRequestsException`, `ThrottlingException`, `Throttling`,
+///   `RequestLimitExceeded`) with any status, or a 429: throttled.
+/// - a code refusing the caller's credentials or permissions (`ExpiredTokenException`,
+///   `UnrecognizedClientException`, `InvalidSignatureException`, `SignatureDoesNotMatch`,
+///   `AccessDeniedException`): [`ErrorKind::Credentials`], which fails the invocation, not the
+///   execution.
+/// - an error code starting with `KMS`: KMS. The service always sends its KMS errors with their
+///   code; a 502 or 503 without one comes from a proxy or gateway in between, and is transient.
 /// - other 4xx: an invalid checkpoint token when the message says so, otherwise rejected. A
 ///   payload-too-large 413 is rejected too: retrying it cannot help (one official SDK retried
 ///   it and re-invoked forever).
 /// - 5xx and anything else unexpected: transient.
+///
+/// Codes are compared without a namespace (`aws.protocols#ThrottlingException`) or a trailing
+/// `:`-suffix, as some protocols send them.
 #[must_use]
 pub fn kind_for_status(status: u16, code: Option<&str>, message: &str) -> ErrorKind {
-    if status == 429 {
+    let code = code.map(bare_code);
+    if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
         return ErrorKind::Throttled;
     }
-    if code.is_some_and(|c| c.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("kms"))) {
-        return ErrorKind::Kms;
+    if code.is_some_and(|c| CREDENTIALS_CODES.contains(&c)) {
+        return ErrorKind::Credentials;
     }
-    // The API answers its four KMS errors, and nothing else, with 502 (SERVICE.md). Without an
-    // error code (an emulator that leaves out `X-Amzn-ErrorType`), the status is all there is,
-    // and a KMS failure must fail the execution, not be retried into endless re-invocations.
-    if status == 502 && code.is_none() {
+    if code.is_some_and(|c| c.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("kms"))) {
         return ErrorKind::Kms;
     }
     match status {
@@ -59,6 +83,12 @@ pub fn kind_for_status(status: u16, code: Option<&str>, message: &str) -> ErrorK
         400..=499 => ErrorKind::Rejected,
         _ => ErrorKind::Transient,
     }
+}
+
+/// `ns#Name:detail` → `Name`.
+fn bare_code(code: &str) -> &str {
+    let code = code.rsplit('#').next().unwrap_or(code);
+    code.split(':').next().unwrap_or(code).trim()
 }
 
 /// Parses a `Retry-After` value given in seconds (`"2"`, `"0.5"`). The HTTP-date form is not
@@ -85,7 +115,9 @@ pub fn backoff_ceiling(policy: &RetryPolicy, retry: u32) -> Duration {
 }
 
 /// The delay before retry number `retry`: full jitter, `unit × ceiling` with `unit` drawn
-/// uniformly from `[0, 1)`, but never shorter than the `Retry-After` the service asked for.
+/// uniformly from `[0, 1)`, but never shorter than the `Retry-After` the service asked for, as
+/// far as the policy's `max_backoff` allows. `Retry-After` is a hint: one that asked for an
+/// hour would otherwise hold the invocation until Lambda ends it.
 #[must_use]
 pub fn backoff_delay(
     policy: &RetryPolicy,
@@ -94,7 +126,7 @@ pub fn backoff_delay(
     unit: f64,
 ) -> Duration {
     let jittered = backoff_ceiling(policy, retry).mul_f64(unit.clamp(0.0, 1.0));
-    retry_after.map_or(jittered, |floor| jittered.max(floor))
+    retry_after.map_or(jittered, |hint| jittered.max(hint.min(policy.max_backoff)))
 }
 
 #[cfg(test)]
@@ -155,6 +187,61 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_error_without_a_code_is_transient_and_kms_needs_its_code() {
+        assert_eq!(
+            kind_for_status(502, None, "Bad Gateway"),
+            ErrorKind::Transient,
+            "the service always names its KMS errors; a bare 502 is a proxy"
+        );
+        assert_eq!(kind_for_status(503, None, ""), ErrorKind::Transient);
+        for code in [
+            "KMSAccessDeniedException",
+            "KMSDisabledException",
+            "KMSInvalidStateException",
+            "KMSNotFoundException",
+        ] {
+            assert_eq!(
+                kind_for_status(502, Some(code), ""),
+                ErrorKind::Kms,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn throttling_codes_are_throttled_whatever_their_status() {
+        for code in THROTTLING_CODES {
+            for status in [400, 429, 503] {
+                assert_eq!(
+                    kind_for_status(status, Some(code), "slow down"),
+                    ErrorKind::Throttled,
+                    "{code} with {status} is throttling"
+                );
+            }
+        }
+        assert_eq!(
+            kind_for_status(400, Some("aws.protocols#ThrottlingException:extra"), ""),
+            ErrorKind::Throttled,
+            "a namespaced code is still throttling"
+        );
+    }
+
+    #[test]
+    fn credential_codes_fail_the_invocation_not_the_execution() {
+        for code in CREDENTIALS_CODES {
+            for status in [400, 403] {
+                let kind = kind_for_status(status, Some(code), "denied");
+                assert_eq!(kind, ErrorKind::Credentials, "{code} with {status}");
+                assert_eq!(kind.scope(), crate::FailureScope::Invocation);
+                assert!(
+                    !kind.is_retryable(),
+                    "{code} is not retried in the invocation"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn retry_after_reads_seconds_and_refuses_the_rest() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
@@ -194,6 +281,11 @@ mod tests {
             backoff_delay(&policy, 1, Some(floor), 0.9),
             floor,
             "retry-after is a floor"
+        );
+        assert_eq!(
+            backoff_delay(&policy, 1, Some(Duration::from_secs(3600)), 0.9),
+            policy.max_backoff,
+            "retry-after is honoured only up to max_backoff"
         );
     }
 }

@@ -14,20 +14,10 @@
 use aws_sdk_lambda::types::{ErrorObject, OperationAction, OperationType, OperationUpdate};
 
 use crate::error::InvalidUpdate;
-
-/// The longest `Id` or `ParentId`, in characters.
-pub const MAX_ID_CHARS: usize = 64;
-/// The longest `Name`, in characters.
-pub const MAX_NAME_CHARS: usize = 256;
-/// The longest `SubType`, in characters.
-pub const MAX_SUB_TYPE_CHARS: usize = 32;
-/// The largest `Payload` of any update but an EXECUTION's, in bytes (1 MiB).
-pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
-/// The largest `Payload` of an EXECUTION update (a synchronous execution's result), in bytes
-/// (6 MiB).
-pub const MAX_EXECUTION_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
-/// The largest `Error`, all its fields together, in bytes (1 MiB).
-pub const MAX_ERROR_BYTES: usize = 1024 * 1024;
+use crate::limits::{
+    SERVICE_MAX_ERROR_BYTES, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES, SERVICE_MAX_ID_CHARS,
+    SERVICE_MAX_NAME_CHARS, SERVICE_MAX_PAYLOAD_BYTES, SERVICE_MAX_SUB_TYPE_CHARS,
+};
 
 /// Checks one update against the service's field constraints.
 ///
@@ -56,10 +46,10 @@ pub fn validate_update(update: &OperationUpdate) -> Result<(), InvalidUpdate> {
         check_id("ParentId", parent)?;
     }
     if let Some(name) = update.name() {
-        check_max_chars("Name", name, MAX_NAME_CHARS)?;
+        check_max_chars("Name", name, SERVICE_MAX_NAME_CHARS)?;
     }
     if let Some(sub_type) = update.sub_type() {
-        check_max_chars("SubType", sub_type, MAX_SUB_TYPE_CHARS)?;
+        check_max_chars("SubType", sub_type, SERVICE_MAX_SUB_TYPE_CHARS)?;
     }
     let op_type = update.r#type.as_str();
     if !OperationType::values().contains(&op_type) {
@@ -77,9 +67,9 @@ pub fn validate_update(update: &OperationUpdate) -> Result<(), InvalidUpdate> {
     }
     if let Some(payload) = update.payload() {
         let limit = if update.r#type == OperationType::Execution {
-            MAX_EXECUTION_PAYLOAD_BYTES
+            SERVICE_MAX_EXECUTION_PAYLOAD_BYTES
         } else {
-            MAX_PAYLOAD_BYTES
+            SERVICE_MAX_PAYLOAD_BYTES
         };
         if payload.len() > limit {
             return Err(InvalidUpdate::new(
@@ -93,11 +83,11 @@ pub fn validate_update(update: &OperationUpdate) -> Result<(), InvalidUpdate> {
     }
     if let Some(error) = &update.error {
         let bytes = error_bytes(error);
-        if bytes > MAX_ERROR_BYTES {
+        if bytes > SERVICE_MAX_ERROR_BYTES {
             return Err(InvalidUpdate::new(
                 "Error",
                 format!(
-                    "its fields together take {bytes} bytes, over the service's limit of {MAX_ERROR_BYTES}"
+                    "its fields together take {bytes} bytes, over the service's limit of {SERVICE_MAX_ERROR_BYTES}"
                 ),
             ));
         }
@@ -119,11 +109,11 @@ fn check_id(field: &'static str, id: &str) -> Result<(), InvalidUpdate> {
             format!("contains {bad:?}; only ASCII letters, digits, '_' and '-' are allowed"),
         ));
     }
-    if id.len() > MAX_ID_CHARS {
+    if id.len() > SERVICE_MAX_ID_CHARS {
         return Err(InvalidUpdate::new(
             field,
             format!(
-                "is {} characters long, over the limit of {MAX_ID_CHARS}",
+                "is {} characters long, over the limit of {SERVICE_MAX_ID_CHARS}",
                 id.len()
             ),
         ));
@@ -181,7 +171,7 @@ mod tests {
             field_of(step(&"x".repeat(64)).parent_id("p").build().unwrap()),
             None
         );
-        let payload = "p".repeat(MAX_PAYLOAD_BYTES);
+        let payload = "p".repeat(SERVICE_MAX_PAYLOAD_BYTES);
         assert_eq!(field_of(step("s").payload(payload).build().unwrap()), None);
     }
 
@@ -202,7 +192,7 @@ mod tests {
             (
                 "Payload",
                 step("a")
-                    .payload("p".repeat(MAX_PAYLOAD_BYTES + 1))
+                    .payload("p".repeat(SERVICE_MAX_PAYLOAD_BYTES + 1))
                     .build()
                     .unwrap(),
             ),
@@ -211,8 +201,8 @@ mod tests {
                 step("a")
                     .error(
                         ErrorObject::builder()
-                            .error_message("m".repeat(MAX_ERROR_BYTES / 2))
-                            .stack_trace("t".repeat(MAX_ERROR_BYTES / 2 + 1))
+                            .error_message("m".repeat(SERVICE_MAX_ERROR_BYTES / 2))
+                            .stack_trace("t".repeat(SERVICE_MAX_ERROR_BYTES / 2 + 1))
                             .build(),
                     )
                     .build()
@@ -254,7 +244,7 @@ mod tests {
 
     #[test]
     fn an_execution_result_may_be_up_to_six_mebibytes() {
-        let payload = "p".repeat(MAX_EXECUTION_PAYLOAD_BYTES);
+        let payload = "p".repeat(SERVICE_MAX_EXECUTION_PAYLOAD_BYTES);
         let update = OperationUpdate::builder()
             .id("exec")
             .r#type(OperationType::Execution)

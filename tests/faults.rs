@@ -613,17 +613,28 @@ async fn terminal_checkpoint(lose_the_answer: bool, shutdown_in_flight: bool) {
         "a later caller learns why the batcher closed first: {later}"
     );
     assert!(!batcher.is_open());
+    // Five accepted updates were refused by the completion: no drain may call that a success.
+    let refused_by_completion = |answer: Result<(), BatcherError>, what: &str| {
+        let error = answer.expect_err("updates accepted behind the completion were refused");
+        assert!(
+            matches!(&error, BatcherError::Closed(c) if c.reason() == CloseReason::ExecutionCompleted),
+            "{what} names the completion that refused them: {error}"
+        );
+    };
     if let Some(pending) = pending_shutdown {
-        let report = within(HANG, "the pending shutdown", pending)
+        let answer = within(HANG, "the pending shutdown", pending)
             .await
-            .expect("no panic")
-            .expect("a completed execution is a clean end");
-        assert_eq!(report.checkpoint_token, None, "no token after completion");
+            .expect("no panic");
+        refused_by_completion(answer.map(drop), "the pending shutdown");
     }
-    let report = within(RTT, "shutdown", batcher.shutdown())
-        .await
-        .expect("a completed execution is a clean end");
-    assert_eq!(report.checkpoint_token, None, "no token after completion");
+    let answer = within(RTT, "shutdown", batcher.shutdown()).await;
+    refused_by_completion(answer.map(drop), "a later shutdown");
+    refused_by_completion(within(RTT, "flush", batcher.flush()).await, "a later flush");
+    assert_eq!(
+        batcher.stats().unacknowledged,
+        5,
+        "the refused updates are counted, the later caller's is not (never accepted)"
+    );
     let snap = snapshot(&emu, &arn);
     assert!(snap.completed && snap.current_token.is_none());
     assert_eq!(

@@ -136,7 +136,8 @@ async fn a_page_that_cannot_be_fetched_fails_the_batch_and_latches() {
     assert!(matches!(err, BatcherError::Failed(_)));
     assert_eq!(err.scope(), Some(FailureScope::Invocation));
     assert!(
-        err.to_string().contains("fetching the execution state"),
+        err.to_string()
+            .contains("reading the execution state after applied checkpoint"),
         "{err}"
     );
 }

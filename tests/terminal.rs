@@ -41,9 +41,41 @@ async fn an_execution_completion_is_acknowledged_without_a_token_then_the_batche
     assert!(
         matches!(later, BatcherError::Closed(c) if c.reason() == CloseReason::ExecutionCompleted)
     );
-    let report = rig.batcher.shutdown().await.unwrap();
-    assert_eq!(report.checkpoint_token, None);
+    let refused = rig.batcher.shutdown().await.unwrap_err();
+    assert!(
+        matches!(&refused, BatcherError::Closed(c) if c.reason() == CloseReason::ExecutionCompleted),
+        "an update accepted behind the completion was refused, so shutdown is no success: {refused}"
+    );
+    assert_eq!(rig.batcher.stats().unacknowledged, 1);
+    assert_eq!(rig.batcher.stats().updates, 2);
     assert_eq!(rig.faulty.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completion_with_nothing_left_behind_it_is_a_clean_shutdown_without_a_token() {
+    let rig = rig(config());
+    rig.batcher.checkpoint(start("s")).await.unwrap();
+    let ack = rig
+        .batcher
+        .checkpoint(update(
+            "exec",
+            OperationType::Execution,
+            OperationAction::Succeed,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ack.checkpoint_token(), None);
+    rig.batcher
+        .flush()
+        .await
+        .expect("everything accepted was acknowledged");
+    let report = rig
+        .batcher
+        .shutdown()
+        .await
+        .expect("every accepted update was applied");
+    assert_eq!(report.checkpoint_token, None, "no token after completion");
+    assert_eq!(report.stats.unacknowledged, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! What a caller gets back: the acknowledgement of its update, and the future that brings it.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,27 +10,46 @@ use aws_sdk_lambda::types::Operation;
 use tokio::sync::oneshot;
 
 use super::shared::Shared;
-use crate::error::{BatcherError, CloseReason};
+use crate::error::BatcherError;
+use crate::redact::Redacted;
 
 /// One acknowledged batch, shared by the acknowledgements of all its updates.
-#[derive(Debug)]
 pub(crate) struct AckedBatch {
     pub(crate) token: Option<String>,
     pub(crate) sequence: u64,
     pub(crate) updates: usize,
     pub(crate) bytes: usize,
     pub(crate) operations: Vec<Operation>,
+    pub(crate) state_complete: bool,
 }
 
 /// The acknowledgement of a durable update: the checkpoint that carried it succeeded.
 ///
 /// Every acknowledgement of one batch shares the batch's data (one `Arc`): cloning an
 /// acknowledgement, or handing one to each of 250 callers, copies neither the token nor the
-/// operations.
-#[derive(Clone, Debug)]
+/// operations. Its `Debug` shows the token redacted and counts the operations: neither the
+/// token nor any result appears in logs.
+#[derive(Clone)]
 pub struct CheckpointAck {
     batch: Arc<AckedBatch>,
     position: Option<usize>,
+}
+
+impl fmt::Debug for CheckpointAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointAck")
+            .field(
+                "checkpoint_token",
+                &self.batch.token.as_deref().map(Redacted),
+            )
+            .field("batch_sequence", &self.batch.sequence)
+            .field("batch_updates", &self.batch.updates)
+            .field("batch_bytes", &self.batch.bytes)
+            .field("position", &self.position)
+            .field("operations", &self.batch.operations.len())
+            .field("state_complete", &self.batch.state_complete)
+            .finish()
+    }
 }
 
 impl CheckpointAck {
@@ -71,9 +91,20 @@ impl CheckpointAck {
 
     /// The operations of the response's new execution state, including every further page the
     /// batcher fetched when the response had a `NextMarker`.
+    ///
+    /// Complete unless [`state_complete`](Self::state_complete) says otherwise.
     #[must_use]
     pub fn operations(&self) -> &[Operation] {
         &self.batch.operations
+    }
+
+    /// Whether [`operations`](Self::operations) holds the whole new execution state. `false`
+    /// only when the service ended the token chain with this checkpoint yet announced more
+    /// pages (a `NextMarker`): without a token they cannot be read. The update is durable all
+    /// the same; a re-invocation reads the state afresh.
+    #[must_use]
+    pub fn state_complete(&self) -> bool {
+        self.batch.state_complete
     }
 
     /// Whether `other` acknowledges an update of the same batch.
@@ -113,12 +144,10 @@ impl Future for AckFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Ready(Ok(answer)) => Poll::Ready(answer),
-            // The actor answers everything it accepted; a dropped sender means the task itself
-            // is gone (its runtime shut down, or the worker was dropped).
-            Poll::Ready(Err(_)) => Poll::Ready(Err(self
-                .shared
-                .terminal()
-                .unwrap_or_else(|| BatcherError::closed(CloseReason::WorkerGone)))),
+            // A running actor answers everything it accepted, even after it stopped; a sender
+            // dropped unanswered means the task itself is gone (aborted, panicked, its runtime
+            // shut down), whatever the batcher was doing then.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(self.shared.gone())),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -4,7 +4,7 @@
 //! timer) and never polls. The call in flight is a future the actor owns, so updates keep
 //! arriving and a next batch keeps forming while it runs. Only this file spawns or sleeps.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
@@ -20,7 +20,7 @@ use tracing::{Instrument, Span, field};
 use super::ack::{AckedBatch, CheckpointAck};
 use super::assemble::{Assembler, BatchLimits, Cut};
 use super::message::{AckSender, Command, FlushSender, ShutdownSender, Submission};
-use super::shared::{BatcherReport, Shared};
+use super::shared::{BatcherReport, FinalAnswer, Shared};
 use crate::backend::DurableBackend;
 use crate::config::{BatcherConfig, RetryPolicy};
 use crate::error::{BackendError, BatchFailure, BatcherError, CloseReason, ErrorKind, FailedCall};
@@ -30,6 +30,13 @@ use crate::size::{CLIENT_TOKEN_LEN, envelope_bytes};
 /// The most state pages fetched after one checkpoint; a service that kept answering with new
 /// markers beyond this would otherwise hold the batch forever.
 const MAX_STATE_PAGES: u32 = 10_000;
+/// The most operations held from one checkpoint's state pages: the memory bound, whatever the
+/// pages' sizes. Far above what one batch of 250 updates changes.
+const MAX_STATE_OPERATIONS: usize = 100_000;
+/// The most yields [`Actor::gather`] makes before cutting a batch. Callers that submit without
+/// pause fill the batch in far fewer; this only ends a gathering that a task making commands in
+/// a tight loop would otherwise keep alive.
+const MAX_GATHER_ROUNDS: u32 = 32;
 /// Page size asked for when following a `NextMarker`: the API's maximum, for fewest calls.
 const STATE_PAGE_ITEMS: i32 = 1000;
 
@@ -39,6 +46,8 @@ type SendFuture = Pin<Box<dyn Future<Output = Result<Sent, BatchFailure>> + Send
 struct Sent {
     token: Option<String>,
     operations: Vec<Operation>,
+    /// False when the response announced more pages that could not be read (no token).
+    state_complete: bool,
 }
 
 /// The batch whose call is in flight, and who waits for it.
@@ -64,6 +73,10 @@ struct Answers {
 }
 
 pub(crate) struct Actor {
+    /// Where the final answer is published for handles (see `Shared::final_answer`). Declared
+    /// before `rx` so that it drops first: a handle whose send fails because the actor is gone
+    /// then always sees the actor gone.
+    published: watch::Sender<Option<FinalAnswer>>,
     backend: Arc<dyn DurableBackend>,
     arn: Arc<str>,
     /// The token the next call must carry. Replaced only when a call succeeds.
@@ -75,8 +88,6 @@ pub(crate) struct Actor {
     rx_open: bool,
     inbox: Vec<Command>,
     shared: Arc<Shared>,
-    /// Where the final report is published for handles (see `Shared::final_report`).
-    published: watch::Sender<Option<BatcherReport>>,
 
     // The next batch being assembled (`front`) and what waits behind it (`overflow`).
     front: Vec<Submission>,
@@ -115,7 +126,7 @@ impl Actor {
         config: &BatcherConfig,
         rx: mpsc::Receiver<Command>,
         shared: Arc<Shared>,
-        report: watch::Sender<Option<BatcherReport>>,
+        published: watch::Sender<Option<FinalAnswer>>,
     ) -> Self {
         let rng = config
             .retry
@@ -124,6 +135,7 @@ impl Actor {
         let limits = BatchLimits::from(config);
         let envelope = envelope_bytes(&token, CLIENT_TOKEN_LEN);
         Self {
+            published,
             backend,
             arn: arn.into(),
             token: token.into(),
@@ -133,7 +145,6 @@ impl Actor {
             rx_open: true,
             inbox: Vec::with_capacity(limits.max_updates),
             shared,
-            published: report,
             front: Vec::with_capacity(limits.max_updates),
             assembler: Assembler::new(limits, envelope),
             cut: None,
@@ -215,16 +226,20 @@ impl Actor {
     /// takes what they queued. When one acknowledgement wakes many callers, the first to
     /// submit would otherwise wake the actor and leave alone in a call, and everyone else
     /// would wait a whole round trip for the next: batches would alternate small and large, at
-    /// half the throughput. The actor yields until two yields in a row bring nothing new, or
-    /// the batch is closed: a few yields per batch, never one per update.
+    /// half the throughput. The actor yields until two yields in a row bring no new update, the
+    /// batch is closed, or [`MAX_GATHER_ROUNDS`] yields passed: a few yields per batch, never
+    /// one per update, and never unbounded.
     ///
     /// Two, because a yield can end before the tasks queued ahead of the actor have run: every
     /// 61 polls a tokio worker checks its timers and I/O, wakes the tasks that yielded, and
     /// puts the last one woken in its LIFO slot, ahead of its queue. One yield in a row was
     /// not enough in about 1 % of batches, each then costing a call (benches/throughput).
+    ///
+    /// Only updates count as news: a task that flushes or refreshes in a tight loop must not
+    /// hold back the batch that would answer it, or a refresh waiting behind it.
     async fn gather(&mut self) {
         let mut quiet = 0;
-        loop {
+        for _ in 0..MAX_GATHER_ROUNDS {
             let room = self.limits.max_updates.saturating_sub(self.queued());
             if room == 0 || self.cut.is_some() || !self.rx_open || quiet == 2 {
                 break;
@@ -232,13 +247,16 @@ impl Actor {
             // Callers submit their next updates only once answered.
             self.deliver();
             tokio::task::yield_now().await;
+            let before = self.received;
             match self.rx.recv_many(&mut self.inbox, room).now_or_never() {
                 Some(0) => self.rx_open = false,
-                Some(_) => {
-                    quiet = 0;
-                    self.take_inbox();
-                }
-                None => quiet += 1,
+                Some(_) => self.take_inbox(),
+                None => {}
+            }
+            if self.received == before {
+                quiet += 1;
+            } else {
+                quiet = 0;
             }
         }
     }
@@ -291,8 +309,8 @@ impl Actor {
     }
 
     fn on_command(&mut self, command: Command) {
-        if let Some(error) = &self.stopped {
-            self.answer_stopped(command, error);
+        if let Some(error) = self.stopped.clone() {
+            self.answer_stopped(command, &error);
             return;
         }
         match command {
@@ -378,6 +396,7 @@ impl Actor {
             bytes,
             refreshes = refreshes.len(),
             attempts = field::Empty,
+            page_attempts = field::Empty,
             outcome = field::Empty,
             latency_ms = field::Empty,
         );
@@ -461,6 +480,7 @@ impl Actor {
                     updates: flight.replies.len(),
                     bytes: flight.bytes,
                     operations: sent.operations,
+                    state_complete: sent.state_complete,
                 });
                 self.acknowledged = flight.last_update;
                 let mut flushes = Vec::new();
@@ -496,7 +516,7 @@ impl Actor {
                             CloseReason::TokenRevoked
                         };
                         tracing::info!(?reason, "the service ended the token chain");
-                        self.stop(BatcherError::closed(reason), Vec::new());
+                        self.stop(BatcherError::closed(reason), Vec::new(), 0);
                     }
                 }
             }
@@ -511,9 +531,10 @@ impl Actor {
                 );
                 // The latch, in tower's order: store the error, close the channel, then answer
                 // everyone who waits, the batch's own callers first.
+                let updates = flight.replies.len();
                 let mut first = flight.replies;
                 first.extend(flight.refreshes);
-                self.stop(BatcherError::Failed(failure), first);
+                self.stop(BatcherError::Failed(failure), first, updates);
             }
         }
     }
@@ -547,20 +568,18 @@ impl Actor {
 
     /// Stops for good: stores `error` where handles read it, closes the channel, and answers
     /// `first` (the failed batch's callers), then everything queued, with it. Messages still in
-    /// the channel are answered as they are drained.
-    fn stop(&mut self, error: BatcherError, first: Vec<AckSender>) {
+    /// the channel are answered as they are drained; shutdowns are answered last, by
+    /// [`exit`](Self::exit), once every accepted update has its answer.
+    fn stop(&mut self, error: BatcherError, first: Vec<AckSender>, first_updates: usize) {
         // The last successful batch's callers are answered first: answers keep batch order.
         self.deliver();
         // Recorded before anything else: the report depends on it (no token once the service
         // ended the chain).
         self.stopped = Some(error.clone());
         self.shared.set_terminal(&error);
-        let answer = self.final_answer(&error);
-        // Nothing is sent after a stop, so the report is final. Published before the channel
-        // closes: a `shutdown` whose send fails from now on reads it instead of racing the
-        // actor's exit.
-        self.publish(&answer);
         self.rx.close();
+        self.shared
+            .record_unacknowledged(first_updates + self.queued());
         for reply in first {
             let _ = reply.send(Err(error.clone()));
         }
@@ -573,18 +592,23 @@ impl Actor {
         for (_, reply) in self.flushes.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
-        for reply in self.shutdowns.drain(..) {
-            let _ = reply.send(answer.clone());
-        }
         self.immediate = false;
         self.earliest = None;
     }
 
-    /// What a shutdown gets once the batcher stopped with `error`: the report when the chain
-    /// simply ended, the failure otherwise.
-    fn final_answer(&self, error: &BatcherError) -> Result<BatcherReport, BatcherError> {
-        match error {
-            BatcherError::Failed(_) => Err(error.clone()),
+    /// What a shutdown gets, once every accepted update was answered: the report when every
+    /// one of them was acknowledged, otherwise the error that refused them. A latched failure
+    /// is always the answer, as it is for every call after it, and so is a revoked token: the
+    /// invocation must stop (PENDING), and an `Ok` would invite it to report a result.
+    fn final_answer(&self) -> FinalAnswer {
+        match &self.stopped {
+            Some(error @ BatcherError::Failed(_)) => Err(error.clone()),
+            Some(error @ BatcherError::Closed(closed))
+                if closed.reason() == CloseReason::TokenRevoked =>
+            {
+                Err(error.clone())
+            }
+            Some(error) if self.shared.unacknowledged() > 0 => Err(error.clone()),
             _ => Ok(self.report()),
         }
     }
@@ -607,38 +631,33 @@ impl Actor {
         }
     }
 
-    /// Answers a command that arrived after the batcher stopped with `error`.
-    fn answer_stopped(&self, command: Command, error: &BatcherError) {
+    /// Answers a command that arrived after the batcher stopped with `error`. Commands leave
+    /// the channel in the order they entered it, so a flush taken now follows every update
+    /// accepted before it: each was acknowledged or has already been refused.
+    fn answer_stopped(&mut self, command: Command, error: &BatcherError) {
         match command {
             Command::Update(submission) => {
+                self.shared.record_unacknowledged(1);
                 let _ = submission.reply.send(Err(error.clone()));
             }
             Command::Refresh(reply) => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Flush(reply) => {
-                let _ = reply.send(Err(error.clone()));
+                let _ = reply.send(self.final_answer().map(drop));
             }
-            Command::Shutdown(reply) => {
-                let _ = reply.send(self.final_answer(error));
-            }
+            // Updates accepted behind it may still be drained and refused: answered at exit.
+            Command::Shutdown(reply) => self.shutdowns.push(reply),
         }
     }
 
-    /// Makes a clean end's report readable by handles whose `shutdown` finds the queue closed.
-    fn publish(&self, answer: &Result<BatcherReport, BatcherError>) {
-        if let Ok(report) = answer {
-            self.published.send_replace(Some(report.clone()));
-        }
-    }
-
+    /// Answers the shutdowns and publishes the final answer, for handles whose `shutdown` or
+    /// `flush` found the queue closed. Runs once the channel is drained and nothing is in
+    /// flight, so the answer is final.
     fn exit(mut self) {
         self.deliver();
-        let answer = match &self.stopped {
-            Some(error) => self.final_answer(error),
-            None => Ok(self.report()),
-        };
-        self.publish(&answer);
+        let answer = self.final_answer();
+        self.published.send_replace(Some(answer.clone()));
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());
         }
@@ -663,41 +682,45 @@ struct SendJob {
 impl SendJob {
     async fn run(mut self) -> Result<Sent, BatchFailure> {
         let backend = Arc::clone(&self.backend);
+        let mut attempts = 0;
         let output = {
             let (arn, token, updates, client_token) =
                 (&self.arn, &self.token, &self.updates, &self.client_token);
-            retrying(
+            let call = || backend.batch_checkpoint(arn, token, updates, client_token);
+            let result = retrying(
                 &self.policy,
                 &mut self.rng,
                 &self.shared,
-                &self.span,
+                &mut attempts,
                 self.sequence,
                 FailedCall::Checkpoint,
-                || backend.batch_checkpoint(arn, token, updates, client_token),
+                call,
             )
-            .await?
+            .await;
+            self.span.record("attempts", attempts);
+            result?
         };
-        let token = output.checkpoint_token;
+        // An empty token cannot carry a next call: it ends the chain as a missing one does.
+        let token = output.checkpoint_token.filter(|token| !token.is_empty());
         let (mut operations, mut marker) = output
             .new_execution_state
             .map(|state| (state.operations.unwrap_or_default(), state.next_marker))
             .unwrap_or_default();
         // More operations are waiting: fetch them with the new token before acknowledging, so
-        // callers never act on half of the state (the TypeScript SDK ignored NextMarker).
+        // callers never act on half of the state (the TypeScript SDK ignored NextMarker). From
+        // here on the checkpoint is applied: any failure is the invocation's (`FailedCall`).
+        let mut page_attempts = 0;
+        let mut seen = HashSet::new();
         let mut pages = 0;
         while let (Some(page_marker), Some(page_token)) = (marker.take(), token.as_deref()) {
             pages += 1;
-            if pages > MAX_STATE_PAGES {
-                // The checkpoint itself was applied; only its state could not be read in full,
-                // so the invocation fails and the service replays it.
-                let cause = BackendError::new(
-                    ErrorKind::Transient,
-                    format!("the service returned more than {MAX_STATE_PAGES} state pages"),
-                );
+            if let Some(problem) = page_problem(&page_marker, &seen, pages, operations.len()) {
+                self.span.record("page_attempts", page_attempts);
+                let cause = BackendError::new(ErrorKind::Transient, problem);
                 return Err(BatchFailure::new(
                     cause,
                     self.sequence,
-                    1,
+                    page_attempts.max(1),
                     FailedCall::StatePage,
                 ));
             }
@@ -705,7 +728,7 @@ impl SendJob {
                 &self.policy,
                 &mut self.rng,
                 &self.shared,
-                &self.span,
+                &mut page_attempts,
                 self.sequence,
                 FailedCall::StatePage,
                 || {
@@ -717,22 +740,56 @@ impl SendJob {
                     )
                 },
             )
-            .await?;
+            .await;
+            self.span.record("page_attempts", page_attempts);
+            let page = page?;
             operations.extend(page.operations);
+            let _ = seen.insert(page_marker);
             marker = page.next_marker;
         }
-        Ok(Sent { token, operations })
+        Ok(Sent {
+            token,
+            operations,
+            state_complete: marker.is_none(),
+        })
+    }
+}
+
+/// Why the state pages of an applied checkpoint cannot be followed to `marker`, if they cannot:
+/// an empty or repeated marker (a service that would loop), or more pages or operations than
+/// [`MAX_STATE_PAGES`] and [`MAX_STATE_OPERATIONS`] allow (memory).
+fn page_problem(
+    marker: &str,
+    seen: &HashSet<String>,
+    pages: u32,
+    operations: usize,
+) -> Option<String> {
+    if marker.is_empty() {
+        Some("the service returned an empty NextMarker".to_owned())
+    } else if seen.contains(marker) {
+        Some("the service returned a NextMarker it had returned before".to_owned())
+    } else if pages > MAX_STATE_PAGES {
+        Some(format!(
+            "the service returned more than {MAX_STATE_PAGES} state pages"
+        ))
+    } else if operations > MAX_STATE_OPERATIONS {
+        Some(format!(
+            "the state pages held more than {MAX_STATE_OPERATIONS} operations"
+        ))
+    } else {
+        None
     }
 }
 
 /// Makes one call with retries: throttled and transient failures (timeouts included) are
 /// retried after a full-jitter backoff that honours `Retry-After`; anything else, or the last
-/// attempt's failure, is final.
+/// attempt's failure, is final. `attempts` counts every attempt made, and keeps counting across
+/// calls (the pages of one batch share one count).
 async fn retrying<T, F, Fut>(
     policy: &RetryPolicy,
     rng: &mut fastrand::Rng,
     shared: &Shared,
-    span: &Span,
+    attempts: &mut u32,
     sequence: u64,
     during: FailedCall,
     mut call: F,
@@ -744,7 +801,7 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        span.record("attempts", attempt);
+        *attempts += 1;
         let error = match tokio::time::timeout(policy.attempt_timeout, call()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(error)) => error,
@@ -762,7 +819,11 @@ where
             attempt,
             kind = %error.kind(),
             delay_ms = delay.as_secs_f64() * 1000.0,
-            "checkpoint call failed, retrying: {}",
+            "{} failed, retrying: {}",
+            match during {
+                FailedCall::Checkpoint => "checkpoint call",
+                FailedCall::StatePage => "state page call",
+            },
             error.message()
         );
         tokio::time::sleep(delay).await;

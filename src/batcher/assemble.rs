@@ -23,7 +23,8 @@ use std::ops::Range;
 
 use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 
-use crate::config::{BatcherConfig, SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
+use crate::config::BatcherConfig;
+use crate::limits::{SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
 
 /// The per-request limits a batch obeys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

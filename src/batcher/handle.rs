@@ -12,7 +12,7 @@ use super::ack::{AckFuture, CheckpointAck};
 use super::message::{Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
-use crate::error::{BatcherError, CloseReason};
+use crate::error::BatcherError;
 use crate::size::update_bytes;
 use crate::validate::validate_update;
 
@@ -175,54 +175,66 @@ impl BatcherHandle {
     /// Sends what is queued now, without waiting for the flush interval, and returns once every
     /// update submitted before this call is acknowledged or has failed.
     ///
+    /// `Ok` means every update accepted before this call was acknowledged by the service. When
+    /// the batcher is already draining for a [`shutdown`](Self::shutdown), `flush` waits for
+    /// the drain and answers as the shutdown does.
+    ///
     /// # Errors
     ///
-    /// The error that stopped the batcher, if it stopped before those updates were
-    /// acknowledged.
+    /// The error that stopped the batcher ([`BatcherError::Failed`], or
+    /// [`BatcherError::Closed`] when the token chain ended or the worker is gone) if any update
+    /// accepted before this call was answered with it instead of an acknowledgement; a latched
+    /// failure always.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses only the answer; the updates go as they would have.
     pub async fn flush(&self) -> Result<(), BatcherError> {
         let (reply, rx) = oneshot::channel();
-        if let Err(error) = self.send(Command::Flush(reply)).await {
-            // A shutdown closed the queue and is writing everything accepted before it, ours
-            // included: its report means all of it was acknowledged.
-            if matches!(&error, BatcherError::Closed(closed) if closed.reason() == CloseReason::ShutDown)
-            {
-                return match self.shared.final_report().await {
-                    Some(_) => Ok(()),
-                    None => Err(self.stopped()),
-                };
-            }
-            return Err(error);
+        if self.send(Command::Flush(reply)).await.is_err() {
+            // The queue is closed: the batcher stopped, or a shutdown is writing everything
+            // accepted, ours included. Its final answer says whether all of it was acknowledged.
+            return self.shared.final_answer().await.map(drop);
         }
-        rx.await.unwrap_or_else(|_| Err(self.stopped()))
+        rx.await.unwrap_or_else(|_| Err(self.shared.gone()))
     }
 
     /// Stops taking updates, writes everything already queued, and returns the last token and
     /// the statistics. Later calls on any handle get [`BatcherError::Closed`] with
-    /// [`CloseReason::ShutDown`]; calling `shutdown` again returns the same report.
+    /// [`CloseReason::ShutDown`](crate::CloseReason::ShutDown); calling `shutdown` again returns the same answer.
+    ///
+    /// `Ok` means every update the batcher accepted was acknowledged by the service: none was
+    /// refused, none is left unwritten. A handler may then report its result.
     ///
     /// # Errors
     ///
-    /// [`BatcherError::Failed`] if a batch failed for good, before or during the drain.
+    /// - [`BatcherError::Failed`] if a batch failed for good, before or during the drain.
+    /// - [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked) if the service revoked the
+    ///   token, whether or not accepted updates were still unwritten (they were refused with
+    ///   it): the invocation should stop and return PENDING.
+    /// - [`BatcherError::Closed`] with [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) if the execution
+    ///   completed while accepted updates were still unwritten: they were refused with it. When
+    ///   nothing was left, the answer is `Ok` with no token.
+    /// - [`BatcherError::Closed`] with [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone) if the worker ended before
+    ///   the drain did.
+    ///
+    /// What was applied stays readable after an error: [`stats`](Self::stats) counts the
+    /// acknowledged updates (`updates`) and those answered with the error
+    /// (`unacknowledged`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop the shutdown once it was sent: the batcher still
+    /// drains.
     pub async fn shutdown(&self) -> Result<BatcherReport, BatcherError> {
         let (reply, rx) = oneshot::channel();
         if self.send(Command::Shutdown(reply)).await.is_err() {
             // Another shutdown (or the end of the chain) closed the queue first. Its drain may
-            // still be running: wait for the report it will publish, or for the actor to end
+            // still be running: wait for the answer it will publish, or for the actor to end
             // without one.
-            return match self.shared.final_report().await {
-                Some(report) => Ok(report),
-                // Read after the wait: a drain that failed replaced the close with its failure.
-                None => Err(self.stopped()),
-            };
+            return self.shared.final_answer().await;
         }
-        match rx.await {
-            Ok(answer) => answer,
-            Err(_) => self
-                .shared
-                .final_report()
-                .await
-                .ok_or_else(|| self.stopped()),
-        }
+        rx.await.unwrap_or_else(|_| Err(self.shared.gone()))
     }
 
     /// A snapshot of the statistics so far.
@@ -279,8 +291,6 @@ impl BatcherHandle {
 
     /// Why sending failed: the stored cause, never a bare "closed" when there was one.
     fn stopped(&self) -> BatcherError {
-        self.shared
-            .terminal()
-            .unwrap_or_else(|| BatcherError::closed(CloseReason::WorkerGone))
+        self.shared.stopped()
     }
 }

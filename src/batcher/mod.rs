@@ -75,11 +75,9 @@ pub use shared::{BatcherReport, BatcherStats};
 use crate::backend::DurableBackend;
 use crate::config::BatcherConfig;
 use crate::error::ConfigError;
+use crate::limits::SERVICE_MAX_TOKEN_CHARS;
 use actor::Actor;
 use shared::Shared;
-
-/// The longest checkpoint token the service issues.
-const MAX_TOKEN_CHARS: usize = 2048;
 
 /// Starts batchers. See the [module documentation](crate::batcher) for what a batcher guarantees.
 #[derive(Debug)]
@@ -180,11 +178,11 @@ impl CheckpointBatcher {
         if arn.is_empty() {
             return Err(ConfigError::new("arn", "must not be empty"));
         }
-        if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
+        if token.is_empty() || token.chars().count() > SERVICE_MAX_TOKEN_CHARS {
             return Err(ConfigError::new(
                 "initial_token",
                 format!(
-                    "must be 1 to {MAX_TOKEN_CHARS} characters, got {}",
+                    "must be 1 to {SERVICE_MAX_TOKEN_CHARS} characters, got {}",
                     token.chars().count()
                 ),
             ));

@@ -1,11 +1,13 @@
 //! State the actor shares with its handles: the terminal error and the statistics.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::error::BatcherError;
+use crate::error::{BatcherError, CloseReason};
+use crate::redact::Redacted;
 
 /// A snapshot of a batcher's statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +25,11 @@ pub struct BatcherStats {
     pub largest_batch: u64,
     /// Batches that failed for good (at most one: the failure latches).
     pub failures: u64,
+    /// Updates that were accepted but answered with an error instead of an acknowledgement:
+    /// the batcher stopped (a latched failure, the end of the token chain) before they were
+    /// acknowledged. Most were never sent; those of a batch whose answer was lost, or whose
+    /// state pages could not be read, may have been applied.
+    pub unacknowledged: u64,
 }
 
 impl BatcherStats {
@@ -38,7 +45,9 @@ impl BatcherStats {
 }
 
 /// What [`shutdown`](crate::BatcherHandle::shutdown) reports once everything queued is written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows the token redacted (length and a short hash), never the token itself.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BatcherReport {
     /// The last checkpoint token; `None` when the service ended the chain.
@@ -47,42 +56,87 @@ pub struct BatcherReport {
     pub stats: BatcherStats,
 }
 
+impl fmt::Debug for BatcherReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatcherReport")
+            .field(
+                "checkpoint_token",
+                &self.checkpoint_token.as_deref().map(Redacted),
+            )
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// What the actor answers every `shutdown` with, published once nothing more will happen.
+pub(crate) type FinalAnswer = Result<BatcherReport, BatcherError>;
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Set once the batcher stops taking updates: the latched failure, or why it closed. A
     /// handle whose send fails reports it, so a caller never sees a bare "closed" when there was
     /// a cause.
     terminal: Mutex<Option<BatcherError>>,
-    /// The final report, published by the actor once nothing more will be sent. The actor holds
-    /// the sender, so a handle waiting for the report learns when the actor is gone instead.
-    report: watch::Receiver<Option<BatcherReport>>,
+    /// The final answer, published by the actor once every accepted update was answered. The
+    /// actor holds the sender, so a handle waiting for it learns when the actor is gone instead.
+    finished: watch::Receiver<Option<FinalAnswer>>,
     updates: AtomicU64,
     batches: AtomicU64,
     bytes: AtomicU64,
     retries: AtomicU64,
     largest_batch: AtomicU64,
     failures: AtomicU64,
+    unacknowledged: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(report: watch::Receiver<Option<BatcherReport>>) -> Self {
+    pub(crate) fn new(finished: watch::Receiver<Option<FinalAnswer>>) -> Self {
         Self {
             terminal: Mutex::default(),
-            report,
+            finished,
             updates: AtomicU64::default(),
             batches: AtomicU64::default(),
             bytes: AtomicU64::default(),
             retries: AtomicU64::default(),
             largest_batch: AtomicU64::default(),
             failures: AtomicU64::default(),
+            unacknowledged: AtomicU64::default(),
         }
     }
 
-    pub(crate) fn terminal(&self) -> Option<BatcherError> {
+    /// Why a handle's send failed (the actor closed or dropped the queue): the stored cause
+    /// while the actor runs or after it finished, [`CloseReason::WorkerGone`] once it is gone
+    /// without finishing (aborted, panicked, its runtime shut down), whatever it was doing.
+    pub(crate) fn stopped(&self) -> BatcherError {
+        if self.worker_gone() {
+            return self.gone();
+        }
+        self.terminal()
+            .unwrap_or_else(|| BatcherError::closed(CloseReason::WorkerGone))
+    }
+
+    /// What a caller whose reply the actor dropped unanswered is told: the actor is gone
+    /// ([`CloseReason::WorkerGone`]), unless a failure had latched before, which is the cause
+    /// that kept its update from being written (and says which side should give up).
+    pub(crate) fn gone(&self) -> BatcherError {
+        match self.terminal() {
+            Some(failed @ BatcherError::Failed(_)) => failed,
+            _ => BatcherError::closed(CloseReason::WorkerGone),
+        }
+    }
+
+    fn terminal(&self) -> Option<BatcherError> {
         self.terminal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether the actor is gone without publishing its final answer. The actor drops the
+    /// sender before its queue (field order), so a send that failed because the queue's
+    /// receiver was dropped sees this already.
+    fn worker_gone(&self) -> bool {
+        self.finished.has_changed().is_err() && self.finished.borrow().is_none()
     }
 
     /// Records why the batcher stopped. A failure replaces an earlier close (a batch drained
@@ -100,15 +154,14 @@ impl Shared {
         }
     }
 
-    /// Waits for the final report; `None` if the actor stopped without one (a failure, or its
-    /// task is gone).
-    pub(crate) async fn final_report(&self) -> Option<BatcherReport> {
-        let mut report = self.report.clone();
-        report
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|report| report.clone())
+    /// Waits for the actor's final answer (what every `shutdown` gets), or for the actor to be
+    /// gone without one.
+    pub(crate) async fn final_answer(&self) -> FinalAnswer {
+        let mut finished = self.finished.clone();
+        match finished.wait_for(Option::is_some).await {
+            Ok(answer) => answer.clone().unwrap_or_else(|| Err(self.gone())),
+            Err(_) => Err(self.gone()),
+        }
     }
 
     pub(crate) fn record_batch(&self, updates: usize, bytes: usize) {
@@ -127,6 +180,16 @@ impl Shared {
         let _ = self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_unacknowledged(&self, updates: usize) {
+        let _ = self
+            .unacknowledged
+            .fetch_add(updates as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.unacknowledged.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stats(&self) -> BatcherStats {
         BatcherStats {
             updates: self.updates.load(Ordering::Relaxed),
@@ -135,6 +198,7 @@ impl Shared {
             retries: self.retries.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            unacknowledged: self.unacknowledged.load(Ordering::Relaxed),
         }
     }
 }

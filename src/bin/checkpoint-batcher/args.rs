@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
+use checkpoint_batcher::SERVICE_MAX_PAYLOAD_BYTES;
 use checkpoint_batcher::emulator::{DEFAULT_SEED, Faults};
-use checkpoint_batcher::validate::MAX_PAYLOAD_BYTES;
 use checkpoint_batcher::{BatcherConfig, RetryPolicy};
 
 use crate::error::{CliError, config_usage};
@@ -290,11 +290,11 @@ fn parse_payload_bytes(text: &str) -> Result<usize, String> {
     let bytes: usize = text
         .parse()
         .map_err(|_| format!("must be a number of bytes, got {text:?}"))?;
-    if bytes <= MAX_PAYLOAD_BYTES {
+    if bytes <= SERVICE_MAX_PAYLOAD_BYTES {
         Ok(bytes)
     } else {
         Err(format!(
-            "must be at most {MAX_PAYLOAD_BYTES} (the service's payload limit), got {bytes}"
+            "must be at most {SERVICE_MAX_PAYLOAD_BYTES} (the service's payload limit), got {bytes}"
         ))
     }
 }
