@@ -356,3 +356,40 @@ async fn client_tokens_differ_between_batchers_even_with_the_same_jitter_seed() 
         "a re-invocation must never replay an earlier batcher's client token"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_is_served_while_another_task_flushes_in_a_tight_loop() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let rig = rig(config());
+    let flushes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = tokio::spawn({
+        let (batcher, flushes, stop) = (rig.batcher.clone(), flushes.clone(), stop.clone());
+        async move {
+            // Bounded, so that a starved refresh fails the test instead of hanging it.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                batcher
+                    .flush()
+                    .await
+                    .expect("nothing to flush, nothing fails");
+                flushes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::task::yield_now().await;
+    let ack = within(Duration::from_secs(5), rig.batcher.refresh())
+        .await
+        .expect("the refresh is answered");
+    let seen = flushes.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    flusher.await.unwrap();
+    assert!(ack.checkpoint_token().is_some());
+    assert!(
+        seen < 500,
+        "a refresh must be served within a few hundred flushes of a busy neighbour, not after \
+         it gives up: {seen} flushes went first"
+    );
+}

@@ -141,3 +141,134 @@ async fn a_page_that_cannot_be_fetched_fails_the_batch_and_latches() {
         "{err}"
     );
 }
+
+/// How the state pages after an applied checkpoint go wrong.
+#[derive(Debug, Clone, Copy)]
+enum PageTrouble {
+    /// The service refuses the marker as a bad request.
+    RejectedMarker,
+    /// The next page names the marker that led to it.
+    RepeatedMarker,
+    /// The next page carries an empty marker.
+    EmptyMarker,
+    /// Every page holds 1000 operations and a new marker.
+    Endless,
+    /// The checkpoint's answer ends the chain (no token) yet announces more pages.
+    NoToken,
+}
+
+#[derive(Debug)]
+struct Troubled {
+    trouble: PageTrouble,
+    pages: Mutex<u32>,
+}
+
+#[async_trait]
+impl DurableBackend for Troubled {
+    async fn checkpoint(
+        &self,
+        _arn: &str,
+        _token: &str,
+        _updates: Vec<OperationUpdate>,
+        _client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        let token = (!matches!(self.trouble, PageTrouble::NoToken)).then(|| "new-token".to_owned());
+        Ok(CheckpointDurableExecutionOutput::builder()
+            .set_checkpoint_token(token)
+            .new_execution_state(
+                CheckpointUpdatedExecutionState::builder()
+                    .operations(operation("op1"))
+                    .next_marker("m1")
+                    .build(),
+            )
+            .build())
+    }
+
+    async fn get_execution_state(
+        &self,
+        _arn: &str,
+        _token: &str,
+        marker: Option<&str>,
+        _max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        let page = {
+            let mut pages = self.pages.lock().unwrap();
+            *pages += 1;
+            *pages
+        };
+        let output = GetDurableExecutionStateOutput::builder();
+        let output = match self.trouble {
+            PageTrouble::RejectedMarker => {
+                return Err(
+                    BackendError::new(ErrorKind::Rejected, "marker expired").with_status(400)
+                );
+            }
+            PageTrouble::RepeatedMarker => output
+                .operations(operation(&format!("p{page}")))
+                .next_marker(marker.unwrap_or_default()),
+            PageTrouble::EmptyMarker => output.operations(operation("p")).next_marker(""),
+            PageTrouble::Endless => (0..1000)
+                .fold(output, |out, i| {
+                    out.operations(operation(&format!("p{page}-{i}")))
+                })
+                .next_marker(format!("m{}", page + 1)),
+            PageTrouble::NoToken => unreachable!("no token, no page"),
+        };
+        Ok(output.build().unwrap())
+    }
+}
+
+async fn checkpoint_through(
+    trouble: PageTrouble,
+) -> (Result<checkpoint_batcher::CheckpointAck, BatcherError>, u32) {
+    let backend = std::sync::Arc::new(Troubled {
+        trouble,
+        pages: Mutex::new(0),
+    });
+    let batcher = CheckpointBatcher::spawn(backend.clone(), ARN, "t0", config()).unwrap();
+    let answer = within(Duration::from_secs(600), batcher.checkpoint(start("a"))).await;
+    let pages = *backend.pages.lock().unwrap();
+    (answer, pages)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_durable_update_whose_state_pages_fail_is_an_invocation_failure_never_an_execution_one() {
+    for (trouble, expected_pages, says) in [
+        (PageTrouble::RejectedMarker, 1, "marker expired"),
+        (PageTrouble::RepeatedMarker, 1, "returned before"),
+        (PageTrouble::EmptyMarker, 1, "empty NextMarker"),
+        (PageTrouble::Endless, 100, "more than 100000 operations"),
+    ] {
+        let (answer, pages) = checkpoint_through(trouble).await;
+        let error = answer.expect_err("the state could not be read in full");
+        let BatcherError::Failed(failure) = &error else {
+            panic!("{trouble:?}: expected a failure, got {error}")
+        };
+        assert_eq!(
+            error.scope(),
+            Some(FailureScope::Invocation),
+            "{trouble:?}: the update is durable, so the execution must not fail: {error}"
+        );
+        assert!(
+            failure.checkpoint_applied(),
+            "{trouble:?}: the failure says the checkpoint was applied"
+        );
+        assert!(error.to_string().contains(says), "{trouble:?}: {error}");
+        assert_eq!(
+            pages, expected_pages,
+            "{trouble:?}: pages fetched before giving up"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pages_announced_by_an_answer_without_a_token_are_reported_missing() {
+    let (answer, pages) = checkpoint_through(PageTrouble::NoToken).await;
+    let ack = answer.expect("the update was applied");
+    assert_eq!(ack.checkpoint_token(), None);
+    assert_eq!(pages, 0, "without a token no page can be read");
+    assert!(
+        !ack.state_complete(),
+        "an acknowledgement must not claim the whole state when pages were left unread"
+    );
+}

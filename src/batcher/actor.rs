@@ -712,7 +712,10 @@ impl SendJob {
         let mut page_attempts = 0;
         let mut seen = HashSet::new();
         let mut pages = 0;
-        while let (Some(page_marker), Some(page_token)) = (marker.take(), token.as_deref()) {
+        // Without a token no page can be read: the marker stays, and the state is incomplete.
+        while let Some(page_token) = token.as_deref()
+            && let Some(page_marker) = marker.take()
+        {
             pages += 1;
             if let Some(problem) = page_problem(&page_marker, &seen, pages, operations.len()) {
                 self.span.record("page_attempts", page_attempts);
