@@ -90,3 +90,52 @@ async fn each_batch_has_a_span_with_its_figures_and_no_payload_or_token_is_logge
         "no checkpoint token appears in logs:\n{log}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_span_counts_checkpoint_attempts_and_page_attempts_apart() {
+    use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
+    use aws_sdk_lambda::types::CheckpointUpdatedExecutionState;
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rig = rig(config());
+    // Two failed attempts, then an answer that announces one more page, which the in-memory
+    // execution serves with its current token.
+    rig.faulty.push(Fault::Transient);
+    rig.faulty.push(Fault::Transient);
+    rig.faulty.push(Fault::Respond(
+        CheckpointDurableExecutionOutput::builder()
+            .checkpoint_token(rig.memory.current_token().unwrap())
+            .new_execution_state(
+                CheckpointUpdatedExecutionState::builder()
+                    .next_marker("more")
+                    .build(),
+            )
+            .build(),
+    ));
+    rig.batcher.checkpoint(start("s1")).await.unwrap();
+    drop(rig);
+    tokio::task::yield_now().await;
+
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let close = log
+        .lines()
+        .find(|l| l.contains("checkpoint_batch") && l.contains("close"))
+        .expect("the batch span closed");
+    assert!(
+        close.contains("attempts=3"),
+        "three checkpoint attempts: {close}"
+    );
+    assert!(
+        close.contains("page_attempts=1"),
+        "one page fetched, counted apart: {close}"
+    );
+}

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::config::retry::RetryConfig;
@@ -47,6 +48,9 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct RealBackend {
     client: Client,
+    /// What the client lacks to sign a request, if anything: a call that fails before it is
+    /// sent is then the configuration's fault, not the network's.
+    missing: Option<&'static str>,
 }
 
 impl RealBackend {
@@ -71,8 +75,15 @@ impl RealBackend {
             .retry_config(RetryConfig::disabled())
             .timeout_config(timeouts)
             .build();
+        // Credentials cannot be checked here (the client does not expose its identity
+        // resolvers); a provider that fails is recognised by its error when a call is made.
+        let missing = config
+            .region()
+            .is_none()
+            .then_some("the client has no region");
         Self {
             client: Client::from_conf(config),
+            missing,
         }
     }
 
@@ -107,7 +118,7 @@ impl DurableBackend for RealBackend {
             .set_client_token(client_token.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| classify(e, checkpoint_error_kind))
+            .map_err(|e| classify(e, checkpoint_error_kind, self.missing))
     }
 
     async fn get_execution_state(
@@ -125,7 +136,7 @@ impl DurableBackend for RealBackend {
             .set_max_items(max_items)
             .send()
             .await
-            .map_err(|e| classify(e, state_error_kind))
+            .map_err(|e| classify(e, state_error_kind, self.missing))
     }
 }
 
@@ -178,9 +189,26 @@ where
         .unwrap_or(own)
 }
 
+/// Whether `T` is somewhere in `error`'s chain of sources.
+fn has_source<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<T>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Classifies one failed attempt: typed errors first, then the HTTP status for what the SDK
-/// could not type, then the kind of transport failure.
-fn classify<E>(error: SdkError<E, HttpResponse>, typed: fn(&E) -> Option<ErrorKind>) -> BackendError
+/// could not type, then the kind of transport failure. `missing` is what the client's
+/// configuration lacks, if anything (see [`RealBackend::missing`]).
+fn classify<E>(
+    error: SdkError<E, HttpResponse>,
+    typed: fn(&E) -> Option<ErrorKind>,
+    missing: Option<&'static str>,
+) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -211,17 +239,28 @@ where
             None,
         ),
         SdkError::DispatchFailure(failure) => {
-            let kind = if failure.is_user() {
-                ErrorKind::Rejected
-            } else {
-                ErrorKind::Transient
-            };
-            let what = if failure.is_timeout() {
-                "the connection timed out"
+            // Before anything is sent, the SDK resolves the endpoint, loads credentials and
+            // signs; a failure there is reported as a dispatch failure too. It is the client's
+            // configuration at fault (no region, no or broken credentials), not the network,
+            // and retrying within the invocation cannot mend it.
+            let (kind, what) = if failure.is_timeout() {
+                (ErrorKind::Transient, "the connection timed out")
             } else if failure.is_io() {
-                "the connection failed"
+                (ErrorKind::Transient, "the connection failed")
+            } else if failure.is_user() {
+                (
+                    ErrorKind::Credentials,
+                    "the client could not build the request",
+                )
+            } else if has_source::<CredentialsError>(&error) {
+                (
+                    ErrorKind::Credentials,
+                    "the client could not load its credentials",
+                )
+            } else if let Some(missing) = missing.filter(|_| failure.as_other().is_none()) {
+                (ErrorKind::Credentials, missing)
             } else {
-                "the request could not be sent"
+                (ErrorKind::Transient, "the request could not be sent")
             };
             (kind, what.to_owned(), None, None)
         }
@@ -236,9 +275,11 @@ where
                 None,
             )
         }
+        // Our own validation runs before the SDK's, so what the SDK cannot build is down to the
+        // client's configuration or a bug of ours, not the user's update: fail the invocation.
         SdkError::ConstructionFailure(_) => (
-            ErrorKind::Rejected,
-            "the request could not be built".to_owned(),
+            ErrorKind::Credentials,
+            "the client could not build the request".to_owned(),
             None,
             None,
         ),

@@ -1,6 +1,7 @@
 //! [`FaultyBackend`]: a backend wrapper that injects faults, for tests (feature `test-util`).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -14,9 +15,12 @@ use tokio::time::Instant;
 
 use super::DurableBackend;
 use crate::error::{BackendError, ErrorKind};
+use crate::redact::Redacted;
 
 /// One scripted outcome for the next checkpoint call.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows a scripted response's token redacted.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Fault {
     /// Pass the call through.
@@ -39,7 +43,9 @@ pub enum Fault {
 }
 
 /// What one checkpoint call carried, as recorded by [`FaultyBackend`].
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows the checkpoint tokens redacted.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CallRecord {
     /// The checkpoint token it carried.
@@ -56,6 +62,53 @@ pub struct CallRecord {
     pub returned_token: Option<String>,
     /// Whether it succeeded.
     pub succeeded: bool,
+}
+
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pass => f.write_str("Pass"),
+            Self::Throttle(retry_after) => f.debug_tuple("Throttle").field(retry_after).finish(),
+            Self::Transient => f.write_str("Transient"),
+            Self::LostAnswer => f.write_str("LostAnswer"),
+            Self::Error(kind, message) => {
+                f.debug_tuple("Error").field(kind).field(message).finish()
+            }
+            Self::Delay(delay) => f.debug_tuple("Delay").field(delay).finish(),
+            Self::Hang => f.write_str("Hang"),
+            Self::Respond(output) => f
+                .debug_struct("Respond")
+                .field(
+                    "checkpoint_token",
+                    &output.checkpoint_token.as_deref().map(Redacted),
+                )
+                .field(
+                    "operations",
+                    &output
+                        .new_execution_state
+                        .as_ref()
+                        .map_or(0, |state| state.operations().len()),
+                )
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallRecord")
+            .field("checkpoint_token", &Redacted(&self.checkpoint_token))
+            .field("client_token", &self.client_token)
+            .field("updates", &self.updates)
+            .field("bytes", &self.bytes)
+            .field("started", &self.started)
+            .field(
+                "returned_token",
+                &self.returned_token.as_deref().map(Redacted),
+            )
+            .field("succeeded", &self.succeeded)
+            .finish()
+    }
 }
 
 /// Faults drawn at random for every checkpoint call, from a seeded generator so that a run

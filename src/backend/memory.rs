@@ -12,6 +12,7 @@ use aws_sdk_lambda::types::{
 
 use super::DurableBackend;
 use crate::error::{BackendError, ErrorKind};
+use crate::redact::Redacted;
 use crate::size;
 
 /// An in-process stand-in for one durable execution: it checks and rotates the checkpoint
@@ -47,13 +48,28 @@ use crate::size;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct InMemoryBackend {
     state: Mutex<State>,
     record: bool,
 }
 
-#[derive(Debug)]
+/// Counts only: the current token is shown redacted, the applied updates and stored answers
+/// by their number, so that neither tokens nor payloads reach a log.
+impl std::fmt::Debug for InMemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("InMemoryBackend")
+            .field("token", &state.token.as_deref().map(Redacted))
+            .field("calls", &state.calls)
+            .field("applied_calls", &state.applied_calls)
+            .field("updates", &state.updates)
+            .field("bytes", &state.bytes)
+            .field("recorded", &state.applied.len())
+            .field("answers_kept", &state.answered.len())
+            .finish()
+    }
+}
+
 struct State {
     token: Option<String>,
     issued: u64,
