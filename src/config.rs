@@ -43,8 +43,14 @@ pub struct BatcherConfig {
     pub max_batch_bytes: usize,
     /// How long an update may wait for company before its batch goes (what Kafka calls
     /// `linger.ms`). Larger values make larger batches at the cost of that much added latency to
-    /// a lone caller. A call is never delayed while another is in flight: updates queued during a
-    /// call go as soon as it returns, whatever this says.
+    /// a lone caller.
+    ///
+    /// Each update's deadline is counted from its own submission, and a batch goes when the
+    /// earliest deadline among its updates passes, or earlier when it is full, when a rule of
+    /// the service closes it, or when a [`flush`](crate::BatcherHandle::flush),
+    /// [`refresh`](crate::BatcherHandle::refresh) or [`shutdown`](crate::BatcherHandle::shutdown)
+    /// asks for it. Updates that queue while a call is in flight therefore wait for their own
+    /// deadlines when the call returns; only with a zero interval do they go at once.
     ///
     /// Default: zero. The token chain already batches: everything queued while one call is in
     /// flight goes in the next, so a wait only helps a handler whose steps arrive in bursts

@@ -47,8 +47,14 @@ impl BatcherHandle {
     ///
     /// - [`BatcherError::InvalidUpdate`] if the update breaks a field constraint of the service;
     ///   nothing was queued.
-    /// - [`BatcherError::Failed`] if its batch, or an earlier one, failed for good.
-    /// - [`BatcherError::Closed`] if the batcher had stopped taking updates.
+    /// - [`BatcherError::Failed`] if its batch, or an earlier one, failed for good. When the
+    ///   failure's [`checkpoint_applied`](crate::BatchFailure::checkpoint_applied) is true, the
+    ///   update is durable though unacknowledged (only the state pages that followed could not
+    ///   be read), and the failure's scope is the invocation's.
+    /// - [`BatcherError::Closed`] if the batcher had stopped taking updates, the service ended
+    ///   the token chain before the update's batch went, or the worker task is gone
+    ///   ([`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone): the update may or may not
+    ///   have been applied).
     ///
     /// # Cancel safety
     ///
