@@ -147,7 +147,9 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Every retry sends the same token, the same updates and the same client token, so a request
 /// the service applied but whose answer was lost is not applied twice. The delay before retry
 /// `n` (counting from 1) is drawn uniformly from zero to `min(max_backoff, initial_backoff ×
-/// 2^(n-1))` ("full jitter"), and is never shorter than the `Retry-After` the service sent.
+/// 2^(n-1))` ("full jitter"), and is never shorter than the `Retry-After` the service sent, as
+/// far as `max_backoff` allows: a `Retry-After` is a hint, and one of an hour would hold the
+/// invocation until Lambda ends it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included; 1 disables retries.
@@ -160,7 +162,7 @@ pub struct RetryPolicy {
     ///
     /// Default: 50 ms, about one checkpoint round trip.
     pub initial_backoff: Duration,
-    /// The largest ceiling a backoff may reach.
+    /// The largest ceiling a backoff may reach, and the longest `Retry-After` honoured.
     ///
     /// Default: 2 s. A Lambda invocation's time is bounded; waiting longer mostly burns it.
     pub max_backoff: Duration,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 async fn throttling_is_retried_no_sooner_than_retry_after() {
     let rig = rig(config());
     rig.faulty
-        .push(Fault::Throttle(Some(Duration::from_secs(3))));
+        .push(Fault::Throttle(Some(Duration::from_millis(1500))));
     let started = Instant::now();
     within(Duration::from_secs(10), rig.batcher.checkpoint(start("a")))
         .await
@@ -25,11 +25,27 @@ async fn throttling_is_retried_no_sooner_than_retry_after() {
     assert_eq!(log.len(), 2);
     assert_eq!(
         log[1].started - log[0].started,
-        Duration::from_secs(3),
+        Duration::from_millis(1500),
         "retry-after is honoured"
     );
-    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(started.elapsed(), Duration::from_millis(1500));
     assert_eq!(rig.batcher.stats().retries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_beyond_max_backoff_is_honoured_only_up_to_it() {
+    let rig = rig(config());
+    rig.faulty
+        .push(Fault::Throttle(Some(Duration::from_secs(3600))));
+    within(Duration::from_secs(10), rig.batcher.checkpoint(start("a")))
+        .await
+        .unwrap();
+    let log = rig.faulty.call_log();
+    assert_eq!(
+        log[1].started - log[0].started,
+        config().retry.max_backoff,
+        "an hour's Retry-After waits max_backoff, never the hour"
+    );
 }
 
 #[tokio::test(start_paused = true)]

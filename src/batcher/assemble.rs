@@ -205,6 +205,41 @@ impl Assembler {
         Ok(())
     }
 
+    /// Adds every update of `group` (each with its size), or none of them: the batch is left as
+    /// it was when one would break a rule.
+    ///
+    /// # Errors
+    ///
+    /// The index in `group` of the first update that does not fit, and the [`Cut`] before it.
+    pub fn try_add_all<'a>(
+        &mut self,
+        group: impl IntoIterator<Item = (&'a OperationUpdate, usize)>,
+    ) -> Result<(), (usize, Cut)> {
+        let (len, bytes, ends_with_execution) = (self.len, self.bytes, self.ends_with_execution);
+        let mut touched = Vec::new();
+        for (index, (update, update_bytes)) in group.into_iter().enumerate() {
+            let key = self.hasher.hash_one(update.id.as_str());
+            let before = self.ids.get(&key).copied();
+            if let Err(cut) = self.try_add(update, update_bytes) {
+                // Undo in reverse, so that an Id the group touched twice gets its first state.
+                for (key, before) in touched.into_iter().rev() {
+                    match before {
+                        Some(state) => {
+                            let _ = self.ids.insert(key, state);
+                        }
+                        None => {
+                            let _ = self.ids.remove(&key);
+                        }
+                    }
+                }
+                (self.len, self.bytes, self.ends_with_execution) = (len, bytes, ends_with_execution);
+                return Err((index, cut));
+            }
+            touched.push((key, before));
+        }
+        Ok(())
+    }
+
     /// Updates in the batch.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -52,7 +52,14 @@
 //! # Shutdown
 //!
 //! [`BatcherHandle::shutdown`] stops taking updates, writes everything already accepted, and
-//! reports the last token. Dropping every handle does the same without the report.
+//! reports the last token. It answers `Ok` only when every accepted update was acknowledged;
+//! when the chain ends or fails during the drain it returns the error that refused the rest,
+//! and [`BatcherHandle::stats`] still counts what was applied. Dropping every handle drains the
+//! same way without the report.
+//!
+//! If the worker task itself ends abnormally (aborted, panicked, its runtime shut down), every
+//! caller waiting on it and every later one gets
+//! [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone).
 
 mod ack;
 mod actor;
