@@ -36,16 +36,17 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 50;
 /// use checkpoint_batcher::invocation::InvocationOutput;
 ///
 /// let done = InvocationOutput::succeeded(r#"{"sum":5}"#);
-/// assert_eq!(done.to_value().to_string(), r#"{"Status":"SUCCEEDED","Result":"{\"sum\":5}"}"#);
+/// assert_eq!(serde_json::to_string(&done)?, r#"{"Status":"SUCCEEDED","Result":"{\"sum\":5}"}"#);
 ///
 /// let failed = InvocationOutput::Failed {
 ///     error: ErrorObject::builder().error_type("OrderRejected").error_message("no stock").build(),
 /// };
 /// assert_eq!(
-///     failed.to_value().to_string(),
+///     serde_json::to_string(&failed)?,
 ///     r#"{"Status":"FAILED","Error":{"ErrorMessage":"no stock","ErrorType":"OrderRejected"}}"#
 /// );
-/// assert_eq!(InvocationOutput::Pending.to_value().to_string(), r#"{"Status":"PENDING"}"#);
+/// assert_eq!(InvocationOutput::Pending.to_value(), serde_json::json!({"Status": "PENDING"}));
+/// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -93,7 +94,9 @@ impl InvocationOutput {
         }
     }
 
-    /// The output as JSON, ready to return from a `lambda_runtime` handler.
+    /// The output as JSON, ready to return from a `lambda_runtime` handler. A `Value` keeps an
+    /// object's keys sorted, so its text lists `Result` before `Status`; the order means
+    /// nothing to the service. [`Serialize`] writes `Status` first.
     #[must_use]
     pub fn to_value(&self) -> serde_json::Value {
         // Only strings and lists of strings: the conversion cannot fail.
