@@ -1018,6 +1018,35 @@ mod tests {
     }
 
     #[test]
+    fn an_operation_is_written_with_every_member_in_the_sdks_order() {
+        let mut op = Op::new("s", OpType::Step, 1.5);
+        op.parent_id = Some("p".to_owned());
+        op.name = Some("n".to_owned());
+        op.sub_type = Some("x".to_owned());
+        op.status = Status::Succeeded;
+        op.end_ts = Some(2.25);
+        op.attempt = 1;
+        op.next_attempt_ts = Some(3.0);
+        op.result = Some("r".to_owned());
+        op.error = Some(wire::ErrorObject {
+            error_message: Some("m".to_owned()),
+            error_type: Some("t".to_owned()),
+            ..wire::ErrorObject::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&op.to_wire()).unwrap(),
+            r#"{"Id":"s","ParentId":"p","Name":"n","Type":"STEP","SubType":"x","StartTimestamp":1.5,"EndTimestamp":2.25,"Status":"SUCCEEDED","StepDetails":{"Attempt":1,"NextAttemptTimestamp":3.0,"Result":"r","Error":{"ErrorMessage":"m","ErrorType":"t"}}}"#,
+            "responses carry epoch seconds and the SDK's member order, absent members left out"
+        );
+        let event_op = op.to_wire().map_timestamps(secs_to_millis);
+        assert_eq!(
+            serde_json::to_value(&event_op).unwrap()["StartTimestamp"],
+            1500,
+            "an invocation event carries whole epoch milliseconds"
+        );
+    }
+
+    #[test]
     fn tokens_are_unique_and_in_the_base64_alphabet() {
         let mut store = Store::new(1, 10, Limits::default());
         let a = store.new_token();
