@@ -22,10 +22,16 @@ mod redact;
 pub mod retry;
 pub mod size;
 pub mod validate;
+#[cfg(any(feature = "emulator", feature = "lambda"))]
+mod wire;
 
 #[cfg(feature = "emulator")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
+
+#[cfg(feature = "lambda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
+pub mod invocation;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

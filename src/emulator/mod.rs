@@ -48,6 +48,10 @@
 //!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400).
 //!   Marker forms are documented in the `state` module: `c.<checkpoint>.<offset>` and
 //!   `s.<offset>`; a garbled or unknown marker is refused with 400.
+//! - **Invocations.** [`Emulator::invocation_event`] builds the event the service would
+//!   send the durable function now: the current token and the first page of all
+//!   operations, with timestamps in epoch milliseconds and `NextMarker = s.<page size>`
+//!   when more remain.
 //! - **Robustness.** Malformed JSON, a wrong shape, a wrong method (405), a body over
 //!   the limit (413), an unknown ARN (404) or path (404), an ARN that does not decode
 //!   (400) all get a REST-JSON error; no input makes the server panic. Unknown JSON
@@ -67,9 +71,11 @@
 //!
 //! # Dependencies
 //!
-//! The emulator shares no code with the rest of the crate (its rules and size limits are its
+//! The emulator shares no logic with the rest of the crate (its rules and size limits are its
 //! own reading of the service), so it judges the batcher from outside rather than agreeing with
-//! it by construction. Being a server, it is the one part of the crate besides
+//! it by construction. It shares only the JSON shapes of operations (the crate's `wire`
+//! module), which it writes and the `invocation` module reads: one description of the
+//! format, not two that could drift apart. Being a server, it is the one part of the crate besides
 //! the batcher's actor that spawns tasks (the listener) and sleeps (injected latency).
 //!
 //! # Shutdown
@@ -202,6 +208,45 @@ impl Emulator {
     /// `ExecutionDetails.InputPayload`; returns its ARN and first token.
     pub fn start_execution_with_input(&self, name: &str, input: Option<&str>) -> (String, String) {
         self.shared.store().start_execution(name, input)
+    }
+
+    /// The event the service would send a durable function invoked for this execution now,
+    /// as JSON: `DurableExecutionArn`, the current `CheckpointToken`, and
+    /// `InitialExecutionState` holding the execution's operations in creation order
+    /// (timestamps in epoch milliseconds, as in a real event). At most
+    /// [`EmulatorBuilder::page_size`] operations are included; past that the state carries a
+    /// `NextMarker` that `GetDurableExecutionState` pages from, with the same token.
+    ///
+    /// Tests use it to play the service's side of an invocation: invoke a handler with it,
+    /// stop the handler halfway, and invoke it again with a fresh event. To make the first
+    /// invocation's token stale, as a real re-invocation does, call
+    /// [`rotate_token`](Self::rotate_token) first.
+    ///
+    /// `None` for an unknown ARN, and for an execution that has no valid token (completed,
+    /// stopped or revoked): the service would not invoke it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use checkpoint_batcher::emulator::Emulator;
+    ///
+    /// let emulator = Emulator::builder().start().await?;
+    /// let (arn, token) = emulator.start_execution_with_input("orders", Some(r#"{"n":1}"#));
+    /// let event = emulator.invocation_event(&arn).expect("the execution exists");
+    /// assert_eq!(event["CheckpointToken"], token.as_str());
+    /// let execution = &event["InitialExecutionState"]["Operations"][0];
+    /// assert_eq!(execution["Type"], "EXECUTION");
+    /// assert_eq!(execution["ExecutionDetails"]["InputPayload"], r#"{"n":1}"#);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn invocation_event(&self, arn: &str) -> Option<serde_json::Value> {
+        let event = self.shared.store().invocation_event(arn)?;
+        // Plain structs of strings and numbers always convert.
+        serde_json::to_value(event).ok()
     }
 
     /// A copy of everything held for the execution, or `None` for an unknown ARN.

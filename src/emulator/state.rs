@@ -21,10 +21,13 @@
 //!   stores its list of changed operations and answers `NextMarker = c.<n>.<page>`, so
 //!   the rest is fetched with `GetDurableExecutionState` using the **new** token. Pages
 //!   show each operation's current state at fetch time.
-//! - `s.<offset>`: all operations in creation order, from `<offset>` on.
+//! - `s.<offset>`: all operations in creation order, from `<offset>` on. An invocation
+//!   event ([`super::Emulator::invocation_event`]) holds the first page of these and
+//!   answers the rest with `NextMarker = s.<page>`.
 //!
 //! Anything else, an unknown `<n>`, or an offset past the end is refused with 400.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -161,14 +164,14 @@ impl Op {
 
     fn to_wire(&self) -> wire::Operation {
         let mut op = wire::Operation {
-            id: self.id.clone(),
+            id: Some(self.id.clone()),
             parent_id: self.parent_id.clone(),
             name: self.name.clone(),
-            op_type: self.op_type.as_str(),
+            op_type: Some(Cow::Borrowed(self.op_type.as_str())),
             sub_type: self.sub_type.clone(),
-            start_timestamp: self.start_ts,
+            start_timestamp: Some(self.start_ts),
             end_timestamp: self.end_ts,
-            status: self.status.as_str(),
+            status: Some(Cow::Borrowed(self.status.as_str())),
             execution_details: None,
             context_details: None,
             step_details: None,
@@ -387,6 +390,17 @@ fn now_secs() -> f64 {
     secs
 }
 
+/// Epoch seconds (held with millisecond precision) as whole epoch milliseconds.
+fn secs_to_millis(secs: f64) -> i64 {
+    // Rounding undoes the binary fraction of `millis / 1000.0`; far below i64's range.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "epoch milliseconds fit in i64"
+    )]
+    let millis = (secs * 1000.0).round() as i64;
+    millis
+}
+
 fn fingerprint(value: &serde_json::Value) -> u64 {
     let mut h = DefaultHasher::new();
     value.get("Updates").map(ToString::to_string).hash(&mut h);
@@ -483,6 +497,38 @@ impl Store {
 
     pub(crate) fn snapshot(&self, arn: &str) -> Option<ExecutionSnapshot> {
         self.executions.get(arn).map(Execution::snapshot)
+    }
+
+    /// The event the service would send an invocation of the execution now: its current
+    /// token and the first page of all its operations (creation order, timestamps in epoch
+    /// milliseconds), with a `s.<offset>` marker when more remain. `None` for an unknown
+    /// ARN or an execution without a valid token (completed or revoked).
+    pub(crate) fn invocation_event(
+        &self,
+        arn: &str,
+    ) -> Option<crate::wire::Invocation<crate::wire::Operation<i64>>> {
+        let exec = self.executions.get(arn)?;
+        let token = exec.current_token.clone()?;
+        let all: Vec<usize> = (0..exec.ops.len()).collect();
+        let operations = exec
+            .page(&all, 0, self.page_size)
+            .into_iter()
+            .map(|op| op.map_timestamps(secs_to_millis))
+            .collect();
+        let next_marker = (all.len() > self.page_size).then(|| {
+            Marker::State {
+                offset: self.page_size,
+            }
+            .render()
+        });
+        Some(crate::wire::Invocation {
+            durable_execution_arn: Some(exec.arn.clone()),
+            checkpoint_token: Some(token),
+            initial_execution_state: Some(crate::wire::OperationsPage {
+                operations,
+                next_marker,
+            }),
+        })
     }
 
     pub(crate) fn arns(&self) -> Vec<String> {
@@ -969,6 +1015,35 @@ mod tests {
                 "{bad:?} is out of range"
             );
         }
+    }
+
+    #[test]
+    fn an_operation_is_written_with_every_member_in_the_sdks_order() {
+        let mut op = Op::new("s", OpType::Step, 1.5);
+        op.parent_id = Some("p".to_owned());
+        op.name = Some("n".to_owned());
+        op.sub_type = Some("x".to_owned());
+        op.status = Status::Succeeded;
+        op.end_ts = Some(2.25);
+        op.attempt = 1;
+        op.next_attempt_ts = Some(3.0);
+        op.result = Some("r".to_owned());
+        op.error = Some(wire::ErrorObject {
+            error_message: Some("m".to_owned()),
+            error_type: Some("t".to_owned()),
+            ..wire::ErrorObject::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&op.to_wire()).unwrap(),
+            r#"{"Id":"s","ParentId":"p","Name":"n","Type":"STEP","SubType":"x","StartTimestamp":1.5,"EndTimestamp":2.25,"Status":"SUCCEEDED","StepDetails":{"Attempt":1,"NextAttemptTimestamp":3.0,"Result":"r","Error":{"ErrorMessage":"m","ErrorType":"t"}}}"#,
+            "responses carry epoch seconds and the SDK's member order, absent members left out"
+        );
+        let event_op = op.to_wire().map_timestamps(secs_to_millis);
+        assert_eq!(
+            serde_json::to_value(&event_op).unwrap()["StartTimestamp"],
+            1500,
+            "an invocation event carries whole epoch milliseconds"
+        );
     }
 
     #[test]
