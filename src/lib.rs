@@ -39,8 +39,8 @@ pub use backend::{CallRecord, Fault, FaultyBackend, RandomFaults};
 pub use backend::{DEFAULT_ATTEMPT_TIMEOUT, DurableBackend, InMemoryBackend, RealBackend};
 pub use batcher::assemble;
 pub use batcher::{
-    AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, CheckpointAck,
-    CheckpointBatcher,
+    AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, BatchingBackend,
+    CheckpointAck, CheckpointBatcher,
 };
 pub use config::{BatcherConfig, RetryPolicy};
 pub use error::{

@@ -53,7 +53,8 @@ struct Sent {
 /// The batch whose call is in flight, and who waits for it.
 struct InFlight {
     call: SendFuture,
-    replies: Vec<AckSender>,
+    /// One per update, in batch order; `None` where a group's later update answers for it.
+    replies: Vec<Option<AckSender>>,
     refreshes: Vec<AckSender>,
     /// The sequence number of its last update (updates are numbered from 1 as received).
     last_update: u64,
@@ -67,7 +68,7 @@ struct InFlight {
 /// The answers to a batch that succeeded, not yet sent (see [`Actor::deliver`]).
 struct Answers {
     acked: Arc<AckedBatch>,
-    replies: Vec<AckSender>,
+    replies: Vec<Option<AckSender>>,
     refreshes: Vec<AckSender>,
     flushes: Vec<FlushSender>,
 }
@@ -318,6 +319,10 @@ impl Actor {
                 self.received += 1;
                 self.enqueue(submission);
             }
+            Command::Group(group) => {
+                self.received += group.len() as u64;
+                self.enqueue_group(group);
+            }
             Command::Refresh(reply) => self.refreshes.push(reply),
             Command::Flush(reply) => {
                 if self.received == self.acknowledged {
@@ -339,11 +344,47 @@ impl Actor {
         }
     }
 
-    fn enqueue(&mut self, submission: Submission) {
-        match submission.deadline {
+    fn note_deadline(&mut self, deadline: Option<Instant>) {
+        match deadline {
             None => self.immediate = true,
             Some(at) => self.earliest = Some(self.earliest.map_or(at, |e| e.min(at))),
         }
+    }
+
+    /// Queues a group so that it goes in one batch whenever it fits in one: into the front
+    /// batch if all of it fits there, otherwise behind a cut, to start the next batch. A group
+    /// larger than one batch is split in order, as single updates would be.
+    fn enqueue_group(&mut self, group: Vec<Submission>) {
+        if self.cut.is_some() || !self.overflow.is_empty() {
+            if let Some(first) = group.first() {
+                self.note_deadline(first.deadline);
+            }
+            self.overflow.extend(group);
+            return;
+        }
+        match self
+            .assembler
+            .try_add_all(group.iter().map(|s| (&s.update, s.bytes)))
+        {
+            Ok(()) => {
+                if let Some(first) = group.first() {
+                    self.note_deadline(first.deadline);
+                }
+                self.front.extend(group);
+            }
+            Err((_, cut)) if !self.front.is_empty() => {
+                if let Some(first) = group.first() {
+                    self.note_deadline(first.deadline);
+                }
+                self.cut = Some(cut);
+                self.overflow.extend(group);
+            }
+            Err(_) => group.into_iter().for_each(|s| self.enqueue(s)),
+        }
+    }
+
+    fn enqueue(&mut self, submission: Submission) {
+        self.note_deadline(submission.deadline);
         if self.cut.is_none() && self.overflow.is_empty() {
             match self.assembler.try_add(&submission.update, submission.bytes) {
                 Ok(()) => self.front.push(submission),
@@ -357,12 +398,34 @@ impl Actor {
         }
     }
 
-    /// Moves updates from `overflow` into the (empty) front batch until one does not fit.
+    /// Moves updates from `overflow` into the (empty) front batch until one does not fit. A
+    /// group moves whole, or closes the batch before it; one that fills an empty batch alone
+    /// (larger than a batch) is split, its updates moving one by one.
     fn refill_front(&mut self) {
         self.assembler
             .reset(envelope_bytes(&self.token, CLIENT_TOKEN_LEN));
         self.cut = None;
-        while let Some(submission) = self.overflow.pop_front() {
+        while let Some(head) = self.overflow.front() {
+            let unit = head.unit.clamp(1, self.overflow.len());
+            if unit > 1 && !self.front.is_empty() {
+                let group = self.overflow.range(..unit).map(|s| (&s.update, s.bytes));
+                if let Err((_, cut)) = self.assembler.try_add_all(group) {
+                    self.cut = Some(cut);
+                    break;
+                }
+                self.front.extend(self.overflow.drain(..unit));
+                continue;
+            }
+            if unit > 1 {
+                let group = self.overflow.range(..unit).map(|s| (&s.update, s.bytes));
+                if self.assembler.try_add_all(group).is_ok() {
+                    self.front.extend(self.overflow.drain(..unit));
+                    continue;
+                }
+            }
+            let Some(submission) = self.overflow.pop_front() else {
+                break;
+            };
             if let Err(cut) = self.assembler.try_add(&submission.update, submission.bytes) {
                 self.cut = Some(cut);
                 self.overflow.push_front(submission);
@@ -532,7 +595,7 @@ impl Actor {
                 // The latch, in tower's order: store the error, close the channel, then answer
                 // everyone who waits, the batch's own callers first.
                 let updates = flight.replies.len();
-                let mut first = flight.replies;
+                let mut first: Vec<AckSender> = flight.replies.into_iter().flatten().collect();
                 first.extend(flight.refreshes);
                 self.stop(BatcherError::Failed(failure), first, updates);
             }
@@ -552,6 +615,9 @@ impl Actor {
             return;
         };
         for (position, reply) in answers.replies.into_iter().enumerate() {
+            let Some(reply) = reply else {
+                continue;
+            };
             // A caller that dropped its future only loses the answer.
             let _ = reply.send(Ok(CheckpointAck::new(
                 Arc::clone(&answers.acked),
@@ -583,8 +649,10 @@ impl Actor {
         for reply in first {
             let _ = reply.send(Err(error.clone()));
         }
-        for submission in self.front.drain(..).chain(self.overflow.drain(..)) {
-            let _ = submission.reply.send(Err(error.clone()));
+        for reply in self.front.drain(..).chain(self.overflow.drain(..)) {
+            if let Some(reply) = reply.reply {
+                let _ = reply.send(Err(error.clone()));
+            }
         }
         for reply in self.refreshes.drain(..) {
             let _ = reply.send(Err(error.clone()));
@@ -638,7 +706,15 @@ impl Actor {
         match command {
             Command::Update(submission) => {
                 self.shared.record_unacknowledged(1);
-                let _ = submission.reply.send(Err(error.clone()));
+                if let Some(reply) = submission.reply {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+            Command::Group(group) => {
+                self.shared.record_unacknowledged(group.len());
+                for reply in group.into_iter().filter_map(|s| s.reply) {
+                    let _ = reply.send(Err(error.clone()));
+                }
             }
             Command::Refresh(reply) => {
                 let _ = reply.send(Err(error.clone()));

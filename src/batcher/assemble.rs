@@ -232,7 +232,8 @@ impl Assembler {
                         }
                     }
                 }
-                (self.len, self.bytes, self.ends_with_execution) = (len, bytes, ends_with_execution);
+                (self.len, self.bytes, self.ends_with_execution) =
+                    (len, bytes, ends_with_execution);
                 return Err((index, cut));
             }
             touched.push((key, before));
@@ -332,6 +333,46 @@ mod tests {
     fn sized(u: OperationUpdate) -> (OperationUpdate, usize) {
         let b = update_bytes(&u);
         (u, b)
+    }
+
+    #[test]
+    fn a_group_that_does_not_fit_leaves_the_batch_as_it_was() {
+        let mut batch = Assembler::new(BatchLimits::with_limits(3, 1 << 20), 0);
+        let (a, a_bytes) = sized(update("a", OperationType::Step, OperationAction::Start, 0));
+        batch.try_add(&a, a_bytes).unwrap();
+        let (before_len, before_bytes) = (batch.len(), batch.bytes());
+        let group: Vec<_> = ["b", "c", "d"]
+            .into_iter()
+            .map(|id| sized(update(id, OperationType::Step, OperationAction::Start, 0)))
+            .collect();
+        let refused = batch.try_add_all(group.iter().map(|(u, b)| (u, *b)));
+        assert_eq!(
+            refused,
+            Err((2, Cut::Count)),
+            "the third of the group breaks the count"
+        );
+        assert_eq!(
+            (batch.len(), batch.bytes()),
+            (before_len, before_bytes),
+            "nothing of a refused group stays in the batch"
+        );
+        let (b, b_bytes) = &group[0];
+        assert_eq!(
+            batch.try_add(b, *b_bytes),
+            Ok(()),
+            "an Id of the refused group is free again"
+        );
+        let (a_again, bytes) = sized(update(
+            "a",
+            OperationType::Step,
+            OperationAction::Succeed,
+            0,
+        ));
+        assert_eq!(
+            batch.try_add_all([(&a_again, bytes)]),
+            Ok(()),
+            "an Id the batch held before keeps its state (START, so one more fits)"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::ack::{AckFuture, CheckpointAck};
 use super::message::{Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
-use crate::error::BatcherError;
+use crate::error::{BatcherError, InvalidUpdate};
 use crate::size::update_bytes;
 use crate::validate::validate_update;
 
@@ -276,19 +276,120 @@ impl BatcherHandle {
         max_delay: Duration,
     ) -> Result<(Command, AckFuture), BatcherError> {
         validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
-        let bytes = update_bytes(&update);
-        // Capped, so that `Duration::MAX` ("no hurry") cannot overflow the clock.
-        let max_delay = max_delay.min(MAX_DURATION);
-        let deadline = (!max_delay.is_zero()).then(|| Instant::now() + max_delay);
         let (reply, rx) = oneshot::channel();
-        let command = Command::Update(Submission {
+        let submission = Submission {
+            bytes: update_bytes(&update),
             update,
-            bytes,
-            deadline,
-            reply,
+            deadline: deadline_after(max_delay),
+            reply: Some(reply),
+            unit: 1,
             span: Span::current(),
-        });
-        Ok((command, AckFuture::new(rx, Arc::clone(&self.shared))))
+        };
+        let ack = AckFuture::new(rx, Arc::clone(&self.shared));
+        Ok((Command::Update(submission), ack))
+    }
+
+    /// As [`prepare`](Self::prepare), for a group answered once its last update is durable.
+    fn prepare_group(
+        &self,
+        updates: Vec<OperationUpdate>,
+    ) -> Result<(Command, AckFuture), BatcherError> {
+        if updates.is_empty() {
+            return Err(BatcherError::InvalidUpdate(InvalidUpdate::new(
+                "Updates",
+                "a group needs at least one update (refresh sends an empty checkpoint)",
+            )));
+        }
+        for update in &updates {
+            validate_update(update).map_err(BatcherError::InvalidUpdate)?;
+        }
+        let deadline = deadline_after(self.flush_interval);
+        let span = Span::current();
+        let (reply, rx) = oneshot::channel();
+        let mut reply = Some(reply);
+        let size = updates.len();
+        let mut group: Vec<Submission> = updates
+            .into_iter()
+            .rev()
+            .enumerate()
+            .map(|(from_end, update)| Submission {
+                bytes: update_bytes(&update),
+                update,
+                deadline,
+                reply: reply.take(),
+                unit: if from_end + 1 == size { size } else { 0 },
+                span: span.clone(),
+            })
+            .collect();
+        group.reverse();
+        let ack = AckFuture::new(rx, Arc::clone(&self.shared));
+        Ok((Command::Group(group), ack))
+    }
+
+    /// Queues `updates` as one group and waits until all of them are durable: they stay in
+    /// order and go in one checkpoint request whenever they fit its limits together (a group
+    /// larger than one request is split, in order). This is what a caller that checkpoints
+    /// several updates of one operation at once (a START and its SUCCEED, a CONTEXT and its
+    /// children) needs.
+    ///
+    /// The acknowledgement is that of the group's last update: its
+    /// [`position`](CheckpointAck::position) is the last update's index in its batch.
+    ///
+    /// # Errors
+    ///
+    /// As [`checkpoint`](Self::checkpoint); [`BatcherError::InvalidUpdate`] for an empty group
+    /// or for the first update that breaks a field constraint (then nothing was queued).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`checkpoint`](Self::checkpoint): once queued, the whole group is written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+    /// # use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, InMemoryBackend};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let backend = Arc::new(InMemoryBackend::new());
+    /// # let token = backend.current_token().unwrap_or_default();
+    /// let batcher = CheckpointBatcher::spawn(backend, "arn", token, BatcherConfig::default())?;
+    /// let step = |action| {
+    ///     OperationUpdate::builder().id("charge").r#type(OperationType::Step).action(action).build()
+    /// };
+    /// let ack = batcher
+    ///     .checkpoint_all(vec![step(OperationAction::Start)?, step(OperationAction::Succeed)?])
+    ///     .await?;
+    /// assert_eq!(ack.batch_updates(), 2, "both in one request");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn checkpoint_all(
+        &self,
+        updates: Vec<OperationUpdate>,
+    ) -> Result<CheckpointAck, BatcherError> {
+        self.submit_all(updates).await?.await
+    }
+
+    /// Queues `updates` as one group, as in [`checkpoint_all`](Self::checkpoint_all), and
+    /// returns the future of the group's acknowledgement.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); [`BatcherError::InvalidUpdate`] for an empty group.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`submit`](Self::submit).
+    pub async fn submit_all(
+        &self,
+        updates: Vec<OperationUpdate>,
+    ) -> Result<AckFuture, BatcherError> {
+        let (command, ack) = self.prepare_group(updates)?;
+        let permit = self.tx.reserve().await.map_err(|_| self.stopped())?;
+        permit.send(command);
+        Ok(ack)
     }
 
     async fn send(&self, command: Command) -> Result<(), BatcherError> {
@@ -299,4 +400,11 @@ impl BatcherHandle {
     fn stopped(&self) -> BatcherError {
         self.shared.stopped()
     }
+}
+
+/// When an update queued now with `max_delay` must go at the latest; `None`: at once. Capped,
+/// so that `Duration::MAX` ("no hurry") cannot overflow the clock.
+fn deadline_after(max_delay: Duration) -> Option<Instant> {
+    let max_delay = max_delay.min(MAX_DURATION);
+    (!max_delay.is_zero()).then(|| Instant::now() + max_delay)
 }

@@ -22,7 +22,12 @@ pub(crate) struct Submission {
     pub(crate) bytes: usize,
     /// When its batch must go at the latest; `None`: as soon as no call is in flight.
     pub(crate) deadline: Option<Instant>,
-    pub(crate) reply: AckSender,
+    /// Who waits for it: the caller of a single update, or of a group's last update (a group is
+    /// answered once all of it is durable); `None` for a group's other updates.
+    pub(crate) reply: Option<AckSender>,
+    /// How many updates the unit that starts here holds: 1 for a single update, the group's
+    /// size on a group's first update, 0 on its others. A unit goes in one batch when it fits.
+    pub(crate) unit: usize,
     /// The caller's span, so the batch's span can point back at the callers it served.
     pub(crate) span: Span,
 }
@@ -34,6 +39,8 @@ pub(crate) struct Submission {
 )]
 pub(crate) enum Command {
     Update(Submission),
+    /// The updates of one `submit_all`, in order.
+    Group(Vec<Submission>),
     Refresh(AckSender),
     Flush(FlushSender),
     Shutdown(ShutdownSender),

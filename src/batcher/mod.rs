@@ -64,6 +64,7 @@
 mod ack;
 mod actor;
 pub mod assemble;
+mod batching_backend;
 mod handle;
 mod message;
 mod shared;
@@ -76,6 +77,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
 
 pub use ack::{AckFuture, CheckpointAck};
+pub use batching_backend::BatchingBackend;
 pub use handle::BatcherHandle;
 pub use shared::{BatcherReport, BatcherStats};
 

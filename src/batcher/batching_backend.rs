@@ -1,0 +1,149 @@
+//! [`BatchingBackend`]: a [`DurableBackend`] that checkpoints through a running batcher, for
+//! code written against the trait.
+//!
+//! An SDK built on [`DurableBackend`] calls `checkpoint(arn, token, updates, client_token)` once
+//! per operation and threads the token itself. From one task that works; from parallel branches
+//! it breaks, since each branch holds a token another branch may already have consumed. Handing
+//! such code a `BatchingBackend` instead of the service's backend gives it the batcher's
+//! guarantees without changing it: calls from many tasks coalesce into few requests, one is in
+//! flight at a time, and the token chain is the batcher's.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
+use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
+use aws_sdk_lambda::types::{CheckpointUpdatedExecutionState, OperationUpdate};
+
+use super::ack::CheckpointAck;
+use super::handle::BatcherHandle;
+use crate::backend::DurableBackend;
+use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind, FailureScope};
+
+/// A [`DurableBackend`] whose checkpoints go through a running batcher.
+///
+/// - `checkpoint` queues the call's updates as one group
+///   ([`BatcherHandle::checkpoint_all`]): they stay in order, in one request whenever they fit
+///   its limits together, and the call returns once all of them are durable. An empty call is
+///   a [`refresh`](BatcherHandle::refresh).
+/// - **The token and the client token passed in are ignored**: the batcher owns the chain and
+///   gives every request its own client token, so a caller may pass a stale or made-up token.
+///   The output carries the token the batch returned (the batcher's current one, unless a later
+///   batch went since) and the batch's new execution state.
+/// - `get_execution_state` passes through to the backend given at construction, with the
+///   token the caller passes.
+///
+/// A batcher failure becomes a [`BackendError`] of the same scope: an execution-scope failure
+/// keeps its kind ([`ErrorKind::Rejected`], [`ErrorKind::Kms`]); a revoked or stale token, or a
+/// completed execution, is [`ErrorKind::InvalidCheckpointToken`]; anything else that should
+/// fail the invocation (retries exhausted, a dead worker, a batcher shut down) is
+/// [`ErrorKind::Transient`]. The batcher already retried, so the caller should not.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+/// use checkpoint_batcher::{
+///     BatcherConfig, BatchingBackend, CheckpointBatcher, DurableBackend, InMemoryBackend,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let service = Arc::new(InMemoryBackend::new());
+/// let token = service.current_token().unwrap_or_default();
+/// let batcher = CheckpointBatcher::spawn(service.clone(), "arn", token, BatcherConfig::default())?;
+/// let backend = BatchingBackend::new(batcher.clone(), service.clone());
+///
+/// // Code written against the trait, passing whatever token it thinks is current.
+/// let update = OperationUpdate::builder()
+///     .id("step-1").r#type(OperationType::Step).action(OperationAction::Start).build()?;
+/// let output = backend.checkpoint("arn", "stale-token", vec![update], None).await?;
+/// assert!(output.checkpoint_token.is_some());
+/// assert_eq!(service.applied().len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BatchingBackend {
+    batcher: BatcherHandle,
+    state: Arc<dyn DurableBackend>,
+}
+
+impl BatchingBackend {
+    /// Checkpoints through `batcher`; reads execution state from `state` (usually the backend
+    /// the batcher itself calls).
+    #[must_use]
+    pub fn new(batcher: BatcherHandle, state: Arc<dyn DurableBackend>) -> Self {
+        Self { batcher, state }
+    }
+
+    /// The batcher this backend checkpoints through.
+    #[must_use]
+    pub fn batcher(&self) -> &BatcherHandle {
+        &self.batcher
+    }
+}
+
+#[async_trait]
+impl DurableBackend for BatchingBackend {
+    async fn checkpoint(
+        &self,
+        _arn: &str,
+        _checkpoint_token: &str,
+        updates: Vec<OperationUpdate>,
+        _client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        let ack = if updates.is_empty() {
+            self.batcher.refresh().await
+        } else {
+            self.batcher.checkpoint_all(updates).await
+        };
+        ack.map(|ack| output(&ack)).map_err(backend_error)
+    }
+
+    async fn get_execution_state(
+        &self,
+        arn: &str,
+        checkpoint_token: &str,
+        marker: Option<&str>,
+        max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        self.state
+            .get_execution_state(arn, checkpoint_token, marker, max_items)
+            .await
+    }
+}
+
+fn output(ack: &CheckpointAck) -> CheckpointDurableExecutionOutput {
+    CheckpointDurableExecutionOutput::builder()
+        .set_checkpoint_token(ack.checkpoint_token().map(str::to_owned))
+        .new_execution_state(
+            CheckpointUpdatedExecutionState::builder()
+                .set_operations(Some(ack.operations().to_vec()))
+                .build(),
+        )
+        .build()
+}
+
+fn backend_error(error: BatcherError) -> BackendError {
+    let kind = match &error {
+        BatcherError::Failed(failure) if failure.scope() == FailureScope::Execution => {
+            failure.kind()
+        }
+        BatcherError::Failed(failure) if failure.kind() == ErrorKind::InvalidCheckpointToken => {
+            ErrorKind::InvalidCheckpointToken
+        }
+        BatcherError::Closed(closed)
+            if matches!(
+                closed.reason(),
+                CloseReason::TokenRevoked | CloseReason::ExecutionCompleted
+            ) =>
+        {
+            ErrorKind::InvalidCheckpointToken
+        }
+        BatcherError::InvalidUpdate(_) => ErrorKind::Rejected,
+        _ => ErrorKind::Transient,
+    };
+    BackendError::new(kind, error.to_string()).with_source(error)
+}
