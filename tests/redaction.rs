@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use checkpoint_batcher::emulator::Emulator;
@@ -16,19 +15,6 @@ use checkpoint_batcher::{
 use common::*;
 
 const PAYLOAD: &str = "\"PAYLOAD-6f1d2c-NEVER-LOGGED\"";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Fails naming the secret and where it showed.
 fn assert_clean(what: &str, shown: &str, secrets: &[String]) {

@@ -19,12 +19,12 @@ use tracing::{Instrument, Span, field};
 
 use super::ack::{AckedBatch, CheckpointAck};
 use super::assemble::{Assembler, BatchLimits, Cut};
+use super::attempts::with_retries;
 use super::message::{AckSender, Command, FlushSender, ShutdownSender, Submission};
 use super::shared::{BatcherReport, FinalAnswer, Shared};
 use crate::backend::DurableBackend;
 use crate::config::{BatcherConfig, RetryPolicy};
 use crate::error::{BackendError, BatchFailure, BatcherError, CloseReason, ErrorKind, FailedCall};
-use crate::retry::backoff_delay;
 use crate::size::{CLIENT_TOKEN_LEN, envelope_bytes};
 
 /// The most state pages fetched after one checkpoint; a service that kept answering with new
@@ -860,10 +860,8 @@ fn page_problem(
     }
 }
 
-/// Makes one call with retries: throttled and transient failures (timeouts included) are
-/// retried after a full-jitter backoff that honours `Retry-After`; anything else, or the last
-/// attempt's failure, is final. `attempts` counts every attempt made, and keeps counting across
-/// calls (the pages of one batch share one count).
+/// Makes one call with retries ([`with_retries`]), counting retries in the statistics and
+/// every attempt in `attempts` (the pages of one batch share one count).
 async fn retrying<T, F, Fut>(
     policy: &RetryPolicy,
     rng: &mut fastrand::Rng,
@@ -871,40 +869,17 @@ async fn retrying<T, F, Fut>(
     attempts: &mut u32,
     sequence: u64,
     during: FailedCall,
-    mut call: F,
+    call: F,
 ) -> Result<T, BatchFailure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BackendError>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        *attempts += 1;
-        let error = match tokio::time::timeout(policy.attempt_timeout, call()).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => error,
-            Err(_) => BackendError::new(
-                ErrorKind::Transient,
-                format!("attempt timed out after {:?}", policy.attempt_timeout),
-            ),
-        };
-        if !error.kind().is_retryable() || attempt >= policy.max_attempts {
-            return Err(BatchFailure::new(error, sequence, attempt, during));
-        }
-        let delay = backoff_delay(policy, attempt, error.retry_after(), rng.f64());
-        shared.record_retry();
-        tracing::warn!(
-            attempt,
-            kind = %error.kind(),
-            delay_ms = delay.as_secs_f64() * 1000.0,
-            "{} failed, retrying: {}",
-            match during {
-                FailedCall::Checkpoint => "checkpoint call",
-                FailedCall::StatePage => "state page call",
-            },
-            error.message()
-        );
-        tokio::time::sleep(delay).await;
-    }
+    let what = match during {
+        FailedCall::Checkpoint => "checkpoint call",
+        FailedCall::StatePage => "state page call",
+    };
+    let (result, made) = with_retries(policy, rng, what, || shared.record_retry(), call).await;
+    *attempts += made;
+    result.map_err(|error| BatchFailure::new(error, sequence, made, during))
 }

@@ -64,6 +64,7 @@
 mod ack;
 mod actor;
 pub mod assemble;
+mod attempts;
 mod batching_backend;
 mod handle;
 mod message;
@@ -77,6 +78,8 @@ use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
 
 pub use ack::{AckFuture, CheckpointAck};
+#[cfg(feature = "lambda")]
+pub(crate) use attempts::with_retries;
 pub use batching_backend::BatchingBackend;
 pub use handle::BatcherHandle;
 pub use shared::{BatcherReport, BatcherStats};

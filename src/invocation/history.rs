@@ -1,16 +1,14 @@
 //! [`History`]: every operation of the execution, the event's page and all the pages after it.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 
 use aws_sdk_lambda::types::{Operation, OperationType};
 
 use super::error::InvocationError;
 use super::event::InvocationEvent;
 use crate::backend::DurableBackend;
+use crate::batcher::with_retries;
 use crate::config::RetryPolicy;
-use crate::error::{BackendError, ErrorKind};
-use crate::retry::backoff_delay;
 
 /// `MaxItems` of each `GetDurableExecutionState` call: the most the service allows.
 const STATE_PAGE_ITEMS: i32 = 1000;
@@ -103,15 +101,17 @@ impl History {
             if !seen.insert(current.clone()) {
                 return Err(InvocationError::RepeatedMarker { marker: current });
             }
-            let page = with_retries(retry, &mut rng, || {
+            let call = || {
                 backend.get_execution_state(
                     event.arn(),
                     event.checkpoint_token(),
                     Some(&current),
                     Some(STATE_PAGE_ITEMS),
                 )
-            })
-            .await?;
+            };
+            let (page, attempts) =
+                with_retries(retry, &mut rng, "reading the execution state", || {}, call).await;
+            let page = page.map_err(|cause| InvocationError::StateFailed { attempts, cause })?;
             history.extend(page.operations);
             // An empty marker would restart the listing from the beginning; it ends it, as the
             // official SDKs read it.
@@ -187,49 +187,5 @@ impl<'a> IntoIterator for &'a History {
 
     fn into_iter(self) -> Self::IntoIter {
         self.operations.iter()
-    }
-}
-
-/// Makes one call with retries: throttled and transient failures (timeouts included) are
-/// retried after a full-jitter backoff that honours `Retry-After`; anything else, or the last
-/// attempt's failure, is final.
-///
-/// The same schedule as the batcher's own loop (`batcher::actor::retrying`), kept apart
-/// because that one also records the batcher's statistics and spans.
-async fn with_retries<T, F, Fut>(
-    policy: &RetryPolicy,
-    rng: &mut fastrand::Rng,
-    mut call: F,
-) -> Result<T, InvocationError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, BackendError>>,
-{
-    let mut attempt: u32 = 0;
-    loop {
-        attempt = attempt.saturating_add(1);
-        let error = match tokio::time::timeout(policy.attempt_timeout, call()).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => error,
-            Err(_) => BackendError::new(
-                ErrorKind::Transient,
-                format!("attempt timed out after {:?}", policy.attempt_timeout),
-            ),
-        };
-        if !error.kind().is_retryable() || attempt >= policy.max_attempts {
-            return Err(InvocationError::StateFailed {
-                attempts: attempt,
-                cause: error,
-            });
-        }
-        let delay = backoff_delay(policy, attempt, error.retry_after(), rng.f64());
-        tracing::warn!(
-            attempt,
-            kind = %error.kind(),
-            delay_ms = delay.as_secs_f64() * 1000.0,
-            "reading the execution state failed, retrying: {}",
-            error.message()
-        );
-        tokio::time::sleep(delay).await;
     }
 }
