@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use tracing::Span;
 
 use super::ack::CheckpointAck;
+use super::queue::Pending;
 use super::shared::BatcherReport;
 use crate::error::BatcherError;
 
@@ -44,4 +45,24 @@ pub(crate) enum Command {
     Refresh(AckSender),
     Flush(FlushSender),
     Shutdown(ShutdownSender),
+}
+
+impl Pending for Submission {
+    type Deadline = Instant;
+
+    fn update(&self) -> &OperationUpdate {
+        &self.update
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn unit(&self) -> usize {
+        self.unit
+    }
 }

@@ -64,10 +64,11 @@
 mod ack;
 mod actor;
 pub mod assemble;
-mod attempts;
 mod batching_backend;
 mod handle;
 mod message;
+mod queue;
+mod send;
 mod shared;
 
 use std::future::Future;
@@ -78,10 +79,10 @@ use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
 
 pub use ack::{AckFuture, CheckpointAck};
-#[cfg(feature = "lambda")]
-pub(crate) use attempts::with_retries;
 pub use batching_backend::BatchingBackend;
 pub use handle::BatcherHandle;
+#[cfg(feature = "lambda")]
+pub(crate) use send::with_retries;
 pub use shared::{BatcherReport, BatcherStats};
 
 use crate::backend::DurableBackend;

@@ -1,0 +1,200 @@
+//! The actor's answers: what each caller is told, and when. Kept beside the event loop
+//! (`super`) because every answer depends on its state, and apart from it so that the loop
+//! reads in one sitting.
+//!
+//! # Invariants
+//!
+//! - **Batch order.** A successful batch's callers are answered before anything later, and
+//!   [`Actor::deliver`] runs before any other answer.
+//! - **Truthful drains.** A shutdown is answered only at [`Actor::exit`], once every accepted
+//!   update has its answer; `Ok` only when all were acknowledged.
+//! - **Nobody forgotten.** [`Actor::stop`] answers everything queued; commands drained after
+//!   it are answered by [`Actor::answer_stopped`].
+
+use std::sync::Arc;
+
+use super::{Actor, Phase};
+use crate::batcher::ack::{AckedBatch, CheckpointAck};
+use crate::batcher::message::{AckSender, Command, FlushSender};
+use crate::batcher::send::{InFlight, Sent};
+use crate::batcher::shared::{BatcherReport, FinalAnswer};
+use crate::error::{BatchFailure, BatcherError, CloseReason};
+
+/// The answers to a batch that succeeded, not yet sent (see [`Actor::deliver`]).
+pub(super) struct Answers {
+    acked: Arc<AckedBatch>,
+    replies: Vec<Option<AckSender>>,
+    refreshes: Vec<AckSender>,
+    flushes: Vec<FlushSender>,
+}
+
+impl Actor {
+    /// Records a batch that succeeded and prepares its answers (sent by
+    /// [`deliver`](Self::deliver), once the next call, if one is ready, has started). Returns
+    /// the token it brought.
+    pub(super) fn acknowledge(&mut self, flight: InFlight, sent: Sent) -> Option<String> {
+        flight.span.record("outcome", "ok");
+        self.shared.record_batch(flight.replies.len(), flight.bytes);
+        self.acknowledged = flight.last_update;
+        let mut flushes = Vec::new();
+        while let Some((mark, _)) = self.flushes.front()
+            && *mark <= self.acknowledged
+        {
+            flushes.extend(self.flushes.pop_front().map(|(_, reply)| reply));
+        }
+        let token = sent.token.clone();
+        self.answers = Some(Answers {
+            acked: Arc::new(AckedBatch {
+                token: sent.token,
+                sequence: flight.sequence,
+                updates: flight.replies.len(),
+                bytes: flight.bytes,
+                operations: sent.operations,
+                state_complete: sent.state_complete,
+            }),
+            replies: flight.replies,
+            refreshes: flight.refreshes,
+            flushes,
+        });
+        token
+    }
+
+    /// Latches a batch that failed for good, in tower's order: store the error, close the
+    /// channel, then answer everyone who waits, the batch's own callers first.
+    pub(super) fn fail(&mut self, flight: InFlight, failure: BatchFailure) {
+        flight.span.record("outcome", "failed");
+        self.shared.record_failure();
+        tracing::error!(
+            sequence = flight.sequence,
+            kind = %failure.kind(),
+            scope = ?failure.scope(),
+            "checkpoint batch failed for good: {failure}"
+        );
+        let updates = flight.replies.len();
+        let mut first: Vec<AckSender> = flight.replies.into_iter().flatten().collect();
+        first.extend(flight.refreshes);
+        self.stop(BatcherError::Failed(failure), first, updates);
+    }
+
+    /// Answers the callers of the last batch that succeeded, then the flushes it completed.
+    ///
+    /// When the next batch is already closed (full, or cut by a rule) it goes first and the
+    /// answers follow, so that the callers' wake-ups, which may each cost the scheduler a system
+    /// call to unpark a worker, overlap the next round trip instead of delaying it. When the
+    /// next batch still has room, [`gather`](Self::gather) delivers first, since the callers'
+    /// next updates belong in it. Always called before anything else is answered, so answers
+    /// keep batch order.
+    pub(super) fn deliver(&mut self) {
+        let Some(answers) = self.answers.take() else {
+            return;
+        };
+        for (position, reply) in answers.replies.into_iter().enumerate() {
+            // A caller that dropped its future only loses the answer.
+            if let Some(reply) = reply {
+                let ack = CheckpointAck::new(Arc::clone(&answers.acked), Some(position));
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        for reply in answers.refreshes {
+            let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&answers.acked), None)));
+        }
+        for reply in answers.flushes {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Stops for good: stores `error` where handles read it, closes the channel, and answers
+    /// `first` (the failed batch's callers, `first_updates` updates), then everything queued,
+    /// with it. Messages still in the channel are answered as they are drained; shutdowns are
+    /// answered last, by [`exit`](Self::exit), once every accepted update has its answer.
+    pub(super) fn stop(
+        &mut self,
+        error: BatcherError,
+        first: Vec<AckSender>,
+        first_updates: usize,
+    ) {
+        // The last successful batch's callers are answered first: answers keep batch order.
+        self.deliver();
+        self.phase = Phase::Stopped(error.clone());
+        self.shared.set_terminal(&error);
+        self.rx.close();
+        self.shared
+            .record_unacknowledged(first_updates + self.queue.len());
+        let queued = self.queue.drain().filter_map(|s| s.reply);
+        for reply in first
+            .into_iter()
+            .chain(queued)
+            .chain(self.refreshes.drain(..))
+        {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.flushes.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    /// What a shutdown gets, once every accepted update was answered: the report when every
+    /// one of them was acknowledged, otherwise the error that refused them. A latched failure
+    /// is always the answer, as it is for every call after it, and so is a revoked token: the
+    /// invocation must stop (PENDING), and an `Ok` would invite it to report a result.
+    fn final_answer(&self) -> FinalAnswer {
+        let Phase::Stopped(error) = &self.phase else {
+            return Ok(self.report(true));
+        };
+        let revoked =
+            matches!(error, BatcherError::Closed(c) if c.reason() == CloseReason::TokenRevoked);
+        if matches!(error, BatcherError::Failed(_)) || revoked || self.shared.unacknowledged() > 0 {
+            return Err(error.clone());
+        }
+        // Stopped without refusing anything and not by a revocation: the execution completed.
+        Ok(self.report(false))
+    }
+
+    fn report(&self, chain_open: bool) -> BatcherReport {
+        BatcherReport {
+            checkpoint_token: chain_open.then(|| self.token.to_string()),
+            stats: self.shared.stats(),
+        }
+    }
+
+    /// Answers a command that arrived after the batcher stopped with `error`. Commands leave
+    /// the channel in the order they entered it, so a flush taken now follows every update
+    /// accepted before it: each was acknowledged or has already been refused.
+    pub(super) fn answer_stopped(&mut self, command: Command, error: &BatcherError) {
+        let refused: Vec<AckSender> = match command {
+            Command::Update(submission) => {
+                self.shared.record_unacknowledged(1);
+                submission.reply.into_iter().collect()
+            }
+            Command::Group(group) => {
+                self.shared.record_unacknowledged(group.len());
+                group.into_iter().filter_map(|s| s.reply).collect()
+            }
+            Command::Refresh(reply) => vec![reply],
+            Command::Flush(reply) => {
+                let _ = reply.send(self.final_answer().map(drop));
+                Vec::new()
+            }
+            // Updates accepted behind it may still be drained and refused: answered at exit.
+            Command::Shutdown(reply) => {
+                self.shutdowns.push(reply);
+                Vec::new()
+            }
+        };
+        for reply in refused {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Answers the shutdowns and publishes the final answer, for handles whose `shutdown` or
+    /// `flush` found the queue closed. Runs once the channel is drained and nothing is in
+    /// flight, so the answer is final.
+    pub(super) fn exit(mut self) {
+        self.deliver();
+        let answer = self.final_answer();
+        self.published.send_replace(Some(answer.clone()));
+        for reply in self.shutdowns.drain(..) {
+            let _ = reply.send(answer.clone());
+        }
+    }
+}
