@@ -363,3 +363,43 @@ async fn a_batch_assembled_under_a_shorter_token_is_reassembled_to_stay_within_t
         );
     }
 }
+
+/// Callers that one acknowledgement wakes all ride the next batch together, call after call:
+/// batches never alternate small and large.
+#[tokio::test(start_paused = true)]
+async fn callers_woken_by_one_acknowledgement_all_ride_the_next_batch() {
+    use checkpoint_batcher::RandomFaults;
+    const CALLERS: usize = 100;
+    let rig = rig(config());
+    rig.faulty.set_random(Some(RandomFaults {
+        latency: Duration::from_millis(5),
+        ..RandomFaults::default()
+    }));
+    let mut tasks = Vec::new();
+    for caller in 0..CALLERS {
+        let batcher = rig.batcher.clone();
+        tasks.push(tokio::spawn(async move {
+            for step in 0..20 {
+                batcher
+                    .checkpoint(start(&format!("c{caller}-{step}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let sizes: Vec<usize> = rig
+        .faulty
+        .call_log()
+        .iter()
+        .map(|c| c.updates.len())
+        .collect();
+    // The first call goes with whoever submitted first; from then on every caller is woken by
+    // one acknowledgement and must be gathered into the next call.
+    assert!(
+        sizes.iter().skip(2).take(15).all(|&n| n == CALLERS),
+        "every call after the start carries all {CALLERS} callers: {sizes:?}"
+    );
+}
