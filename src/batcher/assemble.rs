@@ -232,7 +232,8 @@ impl Assembler {
                         }
                     }
                 }
-                (self.len, self.bytes, self.ends_with_execution) = (len, bytes, ends_with_execution);
+                (self.len, self.bytes, self.ends_with_execution) =
+                    (len, bytes, ends_with_execution);
                 return Err((index, cut));
             }
             touched.push((key, before));
