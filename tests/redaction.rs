@@ -79,7 +79,7 @@ async fn no_public_type_and_no_log_line_shows_a_token_or_a_payload() {
     // A failure whose cause holds the SDK's error, with its raw response.
     let (arn2, token2) = emulator.start_execution("secrets-2");
     secrets.push(token2.clone());
-    emulator.rotate_token(&arn2).map(|t| secrets.push(t));
+    secrets.extend(emulator.rotate_token(&arn2));
     let stale = CheckpointBatcher::spawn(
         Arc::new(real.clone()),
         arn2,
