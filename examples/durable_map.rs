@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_lambda::types::builders::OperationUpdateBuilder;
 use aws_sdk_lambda::types::{
     ErrorObject, OperationAction, OperationStatus, OperationType, OperationUpdate,
 };
@@ -117,6 +118,7 @@ async fn item(batcher: &BatcherHandle, history: &History, i: u64) -> Result<u64,
                 stored.ok_or("a SUCCEEDED step has a result")?,
             )?);
         }
+        // Started by an earlier invocation: the service refuses a second START.
         Some(OperationStatus::Started) => {}
         _ => {
             let start = update(&id, OperationType::Step, OperationAction::Start).build()?;
@@ -131,11 +133,7 @@ async fn item(batcher: &BatcherHandle, history: &History, i: u64) -> Result<u64,
     Ok(square)
 }
 
-fn update(
-    id: &str,
-    ty: OperationType,
-    action: OperationAction,
-) -> aws_sdk_lambda::types::builders::OperationUpdateBuilder {
+fn update(id: &str, ty: OperationType, action: OperationAction) -> OperationUpdateBuilder {
     OperationUpdate::builder().id(id).r#type(ty).action(action)
 }
 
