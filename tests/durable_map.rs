@@ -1,7 +1,8 @@
 //! The `durable_map` example's handler, called directly (not through the Lambda runtime) against
 //! the emulator over real HTTP: a large map in few calls, a crash halfway and a second
 //! invocation that replays, the same under faults, and each documented output (a result over
-//! the response limit, a revoked token, a rejected update, an invocation-scope failure).
+//! the response limit, a revoked token, a rejected update, an invocation-scope failure). Also
+//! `CheckpointBatcher::for_invocation`, with which the handler starts.
 #![cfg(all(feature = "lambda", feature = "emulator"))]
 
 mod common;
@@ -21,10 +22,12 @@ use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableEx
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
 use aws_sdk_lambda::types::OperationUpdate;
 use checkpoint_batcher::emulator::{Emulator, ExecutionSnapshot, Faults};
-use checkpoint_batcher::invocation::{InvocationOutput, MAX_RESPONSE_BYTES};
+use checkpoint_batcher::invocation::{
+    InvocationError, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES,
+};
 use checkpoint_batcher::{
-    BackendError, BatcherConfig, DurableBackend, ErrorKind, RealBackend, RetryPolicy,
-    SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
+    BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, ErrorKind, RealBackend,
+    RetryPolicy, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
 };
 use common::{start, succeed};
 use durable_map::handle;
@@ -387,5 +390,89 @@ async fn a_failure_that_outlasts_the_retries_is_an_error_for_lambda_to_retry() {
     assert!(
         error.contains("refused by the test's backend"),
         "the error says what failed, got {error:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting an invocation: `CheckpointBatcher::for_invocation`
+
+/// An execution holding `steps` succeeded steps, served `page_size` operations a page, and the
+/// event that invokes it.
+async fn paged_execution(page_size: usize, steps: usize) -> (Emulator, String, InvocationEvent) {
+    let emulator = Emulator::builder()
+        .page_size(page_size)
+        .start()
+        .await
+        .expect("the emulator binds 127.0.0.1:0");
+    let (arn, token) = emulator.start_execution_with_input("map", Some(&map_input(3, 1)));
+    let updates = (0..steps)
+        .flat_map(|i| {
+            [
+                start(&format!("item-{i}")),
+                succeed(&format!("item-{i}"), "0"),
+            ]
+        })
+        .collect();
+    RealBackend::new(emulator.client())
+        .checkpoint(&arn, &token, updates, Some("setup"))
+        .await
+        .expect("the setup checkpoint is applied");
+    let event = InvocationEvent::from_value(emulator.invocation_event(&arn).unwrap())
+        .expect("the emulator's event parses");
+    (emulator, arn, event)
+}
+
+#[tokio::test]
+async fn for_invocation_reads_every_page_then_checkpoints_with_the_events_token() {
+    let (emulator, arn, event) = paged_execution(2, 5).await;
+    assert!(
+        event.next_marker().is_some(),
+        "the event holds one page of several"
+    );
+
+    let (batcher, history) =
+        CheckpointBatcher::for_invocation(backend(&emulator), &event, config())
+            .await
+            .expect("the invocation starts");
+
+    assert_eq!(
+        history.len(),
+        6,
+        "the history holds every page: the EXECUTION and 5 steps"
+    );
+    assert!(history.get("item-4").is_some(), "the last page is read");
+    batcher
+        .checkpoint(start("item-5"))
+        .await
+        .expect("the batcher starts from the event's token, which the pages did not consume");
+    batcher.shutdown().await.expect("everything is durable");
+    assert_eq!(
+        snapshot(&emulator, &arn).applied_checkpoints,
+        2,
+        "setup, then the new step"
+    );
+}
+
+#[tokio::test]
+async fn for_invocation_refuses_an_invalid_configuration_before_any_call() {
+    let (emulator, arn, event) = paged_execution(2, 5).await;
+    let config = BatcherConfig {
+        max_batch_updates: 0,
+        ..config()
+    };
+
+    let error = CheckpointBatcher::for_invocation(backend(&emulator), &event, config)
+        .await
+        .expect_err("a batch of zero updates is out of range");
+
+    assert!(
+        matches!(&error, InvocationError::Config(e) if e.field() == "max_batch_updates"),
+        "the error names the field, got {error:?}"
+    );
+    let held = snapshot(&emulator, &arn);
+    assert_eq!(
+        (held.state_calls, held.checkpoint_calls),
+        (0, 1),
+        "a configuration out of range is refused before any page is read (the one checkpoint is the setup's)"
     );
 }
