@@ -53,7 +53,9 @@ pub enum InvocationError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The retry policy given to [`History::load`](super::History::load) is out of range.
+    /// The retry policy given to [`History::load`](super::History::load), or the configuration
+    /// given to [`CheckpointBatcher::for_invocation`](crate::CheckpointBatcher::for_invocation),
+    /// is out of range.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A `GetDurableExecutionState` call failed for good: not retryable, or still failing

@@ -13,6 +13,8 @@
 //!   `InitialExecutionState`).
 //! - [`History`] is every operation: the event's page, then every `GetDurableExecutionState`
 //!   page after it. The user's input is [`History::input`].
+//! - [`CheckpointBatcher::for_invocation`](crate::CheckpointBatcher::for_invocation) does both
+//!   at once: loads the history and starts the batcher on the event's ARN and token.
 //! - [`InvocationOutput`] is the answer: `SUCCEEDED` with a result, `FAILED` with an error, or
 //!   `PENDING`; at most [`MAX_RESPONSE_BYTES`].
 //!
@@ -59,6 +61,7 @@ mod error;
 mod event;
 mod history;
 mod output;
+mod start;
 
 pub use error::InvocationError;
 pub use event::InvocationEvent;
