@@ -1,7 +1,7 @@
 //! Error classification and the backoff schedule.
 //!
 //! Classification decides everything about a failure: whether it is retried and which side
-//! gives up when it persists. Backends classify typed
+//! gives up when it persists (docs/PROTOCOL.md, "Error classification"). Backends classify typed
 //! errors themselves; what they cannot type (an emulator's error without an `X-Amzn-ErrorType`
 //! header, an unknown code) falls back to [`kind_for_status`] here, which reads the HTTP status
 //! and, for one documented message only, its text.
@@ -13,13 +13,14 @@ use std::time::Duration;
 use crate::config::RetryPolicy;
 use crate::error::ErrorKind;
 
-/// The documented prefix of the message that marks a stale or unknown checkpoint token.
+/// The documented prefix of the message that marks a stale or unknown checkpoint token
+/// (docs/PROTOCOL.md, "Error classification").
 const INVALID_TOKEN_PREFIX: &str = "invalid checkpoint token";
 
 /// Whether an `InvalidParameterValueException` message reports a stale or unknown checkpoint
 /// token. Compared case-insensitively: several official SDKs matched `Invalid Checkpoint Token`
 /// case-sensitively, missed the service's wording, and failed whole executions instead of one
-/// invocation.
+/// invocation (docs/PROTOCOL.md, "Error classification").
 #[must_use]
 pub fn is_invalid_checkpoint_token_message(message: &str) -> bool {
     message
@@ -28,7 +29,8 @@ pub fn is_invalid_checkpoint_token_message(message: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(INVALID_TOKEN_PREFIX))
 }
 
-/// Error codes that mean throttling, whatever status they come with.
+/// Error codes that mean throttling, whatever status they come with (docs/PROTOCOL.md, "Error
+/// classification").
 const THROTTLING_CODES: [&str; 4] = [
     "TooManyRequestsException",
     "ThrottlingException",
@@ -37,7 +39,8 @@ const THROTTLING_CODES: [&str; 4] = [
 ];
 
 /// Error codes that refuse the caller's credentials or permissions: the request is fine, the
-/// caller is not (an expired session, a wrong clock, a missing permission).
+/// caller is not (an expired session, a wrong clock, a missing permission). The invocation
+/// fails, not the execution (docs/PROTOCOL.md, "Error classification").
 const CREDENTIALS_CODES: [&str; 5] = [
     "ExpiredTokenException",
     "UnrecognizedClientException",
@@ -47,7 +50,8 @@ const CREDENTIALS_CODES: [&str; 5] = [
 ];
 
 /// Classifies a failed response that carried no typed error, from its status, its error code
-/// (when one was sent) and its message.
+/// (when one was sent) and its message, per the table of docs/PROTOCOL.md, "Error
+/// classification":
 ///
 /// - a throttling code (`TooManyRequestsException`, `ThrottlingException`, `Throttling`,
 ///   `RequestLimitExceeded`) with any status, or a 429: throttled.
@@ -92,7 +96,8 @@ fn bare_code(code: &str) -> &str {
 }
 
 /// Parses a `Retry-After` value given in seconds (`"2"`, `"0.5"`). The HTTP-date form is not
-/// used by the service and gives `None`, as does anything negative or unreadable.
+/// used by the service (docs/PROTOCOL.md, "Error classification") and gives `None`, as does
+/// anything negative or unreadable.
 #[must_use]
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let seconds: f64 = value.trim().parse().ok()?;
@@ -116,8 +121,9 @@ pub fn backoff_ceiling(policy: &RetryPolicy, retry: u32) -> Duration {
 
 /// The delay before retry number `retry`: full jitter, `unit × ceiling` with `unit` drawn
 /// uniformly from `[0, 1)`, but never shorter than the `Retry-After` the service asked for, as
-/// far as the policy's `max_backoff` allows. `Retry-After` is a hint: one that asked for an
-/// hour would otherwise hold the invocation until Lambda ends it.
+/// far as the policy's `max_backoff` allows. `Retry-After` is a hint (docs/PROTOCOL.md, "Error
+/// classification"): one that asked for an hour would otherwise hold the invocation until
+/// Lambda ends it.
 #[must_use]
 pub fn backoff_delay(
     policy: &RetryPolicy,

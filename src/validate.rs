@@ -1,7 +1,7 @@
 //! Local validation of an update's fields, before it is queued.
 //!
 //! The service would refuse a request holding an update that breaks one of these constraints
-//! (SERVICE.md, "OperationUpdate"), and since a request is atomic, that one update would fail
+//! (docs/PROTOCOL.md, "Field limits"), and since a request is atomic, that one update would fail
 //! every other caller's update in the same batch. Checking here fails only its own caller, with
 //! [`BatcherError::InvalidUpdate`](crate::BatcherError::InvalidUpdate) naming the field.
 //!
@@ -19,7 +19,8 @@ use crate::limits::{
     SERVICE_MAX_NAME_CHARS, SERVICE_MAX_PAYLOAD_BYTES, SERVICE_MAX_SUB_TYPE_CHARS,
 };
 
-/// Checks one update against the service's field constraints.
+/// Checks one update against the service's field constraints (docs/PROTOCOL.md, "Field
+/// limits").
 ///
 /// # Errors
 ///

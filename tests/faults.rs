@@ -359,8 +359,9 @@ fn held_batcher(
     (arn, faulty, handle)
 }
 
-/// Updates that pass every local check but break a rule of one request (SERVICE.md), so the
-/// service refuses the whole request with a 400 that is not about the token.
+/// Updates that pass every local check but break a rule of one request (docs/PROTOCOL.md,
+/// "Request rules"), so the service refuses the whole request with a 400 that is not about the
+/// token.
 fn rule_breakers(exec_id: &str) -> Vec<(&'static str, OperationUpdate)> {
     let with_parent = OperationUpdate::builder()
         .id("orphan")

@@ -1,7 +1,8 @@
 //! Batch assembly: which queued updates go together in the next checkpoint request.
 //!
 //! An [`Assembler`] takes updates one at a time, in submission order, and refuses the first one
-//! that would break a rule of one request (SERVICE.md, "Rules for one checkpoint request"):
+//! that would break a rule of one request (docs/PROTOCOL.md, "Request rules" and "Request
+//! limits"):
 //!
 //! - the count limit, [`BatchLimits::max_updates`];
 //! - the byte limit, [`BatchLimits::max_bytes`], counted as the exact JSON bytes each update

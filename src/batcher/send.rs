@@ -7,10 +7,11 @@
 //! # Invariants
 //!
 //! - **Idempotent retries.** Every attempt of a batch carries the same checkpoint token, the
-//!   same updates and the same client token.
+//!   same updates and the same client token (docs/PROTOCOL.md, "Idempotency").
 //! - **Complete state.** A `NextMarker` is followed with the new token before the batch counts
 //!   as sent; from there on the checkpoint is applied, so any failure is the invocation's
-//!   ([`FailedCall::StatePage`]), never the execution's.
+//!   ([`FailedCall::StatePage`]), never the execution's (docs/PROTOCOL.md, "State paging" and
+//!   "Error classification").
 //! - **Bounded.** Pages stop at an empty or repeated marker, [`MAX_STATE_PAGES`] pages or
 //!   [`MAX_STATE_OPERATIONS`] operations.
 
@@ -36,7 +37,8 @@ const MAX_STATE_PAGES: u32 = 10_000;
 /// The most operations held from one checkpoint's state pages: the memory bound, whatever the
 /// pages' sizes. Far above what one batch of 250 updates changes.
 const MAX_STATE_OPERATIONS: usize = 100_000;
-/// Page size asked for when following a `NextMarker`: the API's maximum, for fewest calls.
+/// Page size asked for when following a `NextMarker`: the API's maximum, for fewest calls
+/// (docs/PROTOCOL.md, "State paging").
 const STATE_PAGE_ITEMS: i32 = 1000;
 
 /// A checkpoint that succeeded, pages included.
@@ -144,7 +146,8 @@ impl SendJob {
             self.span.record("attempts", attempts);
             result?
         };
-        // An empty token cannot carry a next call: it ends the chain as a missing one does.
+        // An empty token cannot carry a next call: it ends the chain as a missing one does
+        // (docs/PROTOCOL.md, "The token chain").
         let token = output.checkpoint_token.filter(|token| !token.is_empty());
         let (mut operations, mut marker) = output
             .new_execution_state
@@ -152,7 +155,8 @@ impl SendJob {
             .unwrap_or_default();
         // More operations are waiting: fetch them with the new token before acknowledging, so
         // callers never act on half of the state (the TypeScript SDK ignored NextMarker). From
-        // here on the checkpoint is applied: any failure is the invocation's (`FailedCall`).
+        // here on the checkpoint is applied: any failure is the invocation's (`FailedCall`;
+        // docs/PROTOCOL.md, "State paging").
         let mut page_attempts = 0;
         let mut seen = HashSet::new();
         let mut pages = 0;
@@ -254,7 +258,8 @@ where
 
 /// Makes `call` until it succeeds or fails for good: throttled and transient failures
 /// (timeouts included) are retried after a full-jitter backoff that honours `Retry-After` up to
-/// the policy's `max_backoff`; anything else, or the last attempt's failure, is final.
+/// the policy's `max_backoff` (docs/PROTOCOL.md, "Error classification"); anything else, or
+/// the last attempt's failure, is final.
 /// `on_retry` runs before each retry's wait. Returns the outcome and the attempts made.
 pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,

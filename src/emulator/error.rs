@@ -4,7 +4,8 @@
 use super::rules::RuleViolation;
 
 /// Text every stale, unknown or revoked token answer starts with, as the service's
-/// does; clients match on this prefix (case-insensitively, see SERVICE.md).
+/// does; clients match on this prefix (case-insensitively: docs/PROTOCOL.md, "Error
+/// classification").
 pub(crate) const INVALID_TOKEN: &str = "Invalid checkpoint token";
 
 /// An error answered to an HTTP client, in the REST-JSON form the SDK maps to its

@@ -6,7 +6,7 @@
 //! first rule broken. Because nothing is written until the whole request passed, a
 //! rejected request leaves the execution untouched (rule 1, atomicity).
 //!
-//! # Rules checked (SERVICE.md "Rules for one checkpoint request")
+//! # Rules checked (docs/PROTOCOL.md, "Request rules" and "Field limits")
 //!
 //! - Fields: `Id`, `Type` and `Action` present and known; `Id`/`ParentId` 1–64 chars of
 //!   `[a-zA-Z0-9_-]`; `Name` ≤ 256 chars; `SubType` ≤ 32 chars; `Payload` ≤
