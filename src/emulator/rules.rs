@@ -40,7 +40,8 @@
 //! Not enforced (lenient on purpose): children of a finished CONTEXT, the `ParentId` of
 //! an update to an existing operation differing from the stored one, numeric option
 //! ranges, and which fields accompany which action (a `Payload` on FAIL is stored, not
-//! refused).
+//! refused). These, and where else the emulator differs from the service, are listed in
+//! docs/PROTOCOL.md, "Deliberate differences".
 
 use std::collections::HashMap;
 use std::fmt;
