@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
 use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
-use checkpoint_batcher::size::{envelope_bytes, request_bytes, update_bytes};
+use checkpoint_batcher::internals::{envelope_bytes, request_bytes, update_bytes};
 use tokio::sync::Barrier;
 
 use checkpoint_batcher::{

@@ -14,14 +14,14 @@
 )]
 
 mod backend;
-pub mod batcher;
+mod batcher;
 mod config;
 mod error;
 mod limits;
 mod redact;
-pub mod retry;
-pub mod size;
-pub mod validate;
+mod retry;
+mod size;
+mod validate;
 #[cfg(any(feature = "emulator", feature = "lambda"))]
 mod wire;
 
@@ -37,7 +37,6 @@ pub mod invocation;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use backend::{CallRecord, Fault, FaultyBackend, RandomFaults};
 pub use backend::{DEFAULT_ATTEMPT_TIMEOUT, DurableBackend, InMemoryBackend, RealBackend};
-pub use batcher::assemble;
 pub use batcher::{
     AckFuture, BatcherHandle, BatcherReport, BatcherStats, BatcherWorker, BatchingBackend,
     CheckpointAck, CheckpointBatcher,
@@ -52,3 +51,14 @@ pub use limits::{
     SERVICE_MAX_EXECUTION_PAYLOAD_BYTES, SERVICE_MAX_ID_CHARS, SERVICE_MAX_NAME_CHARS,
     SERVICE_MAX_PAYLOAD_BYTES, SERVICE_MAX_SUB_TYPE_CHARS, SERVICE_MAX_TOKEN_CHARS,
 };
+pub use size::update_bytes;
+pub use validate::validate_update;
+
+/// The crate's internals, for its own benchmarks and tests (batch assembly, request sizes). Not part of the API: no semver promise, hidden from the documentation,
+/// and only with the `test-util` feature.
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::batcher::assemble::{Assembler, BatchLimits, Cut, split_batches};
+    pub use crate::size::{envelope_bytes, request_bytes, update_bytes};
+}

@@ -22,7 +22,7 @@ const INVALID_TOKEN_PREFIX: &str = "invalid checkpoint token";
 /// case-sensitively, missed the service's wording, and failed whole executions instead of one
 /// invocation (docs/PROTOCOL.md, "Error classification").
 #[must_use]
-pub fn is_invalid_checkpoint_token_message(message: &str) -> bool {
+pub(crate) fn is_invalid_checkpoint_token_message(message: &str) -> bool {
     message
         .trim_start()
         .get(..INVALID_TOKEN_PREFIX.len())
@@ -69,7 +69,7 @@ const CREDENTIALS_CODES: [&str; 5] = [
 /// Codes are compared without a namespace (`aws.protocols#ThrottlingException`) or a trailing
 /// `:`-suffix, as some protocols send them.
 #[must_use]
-pub fn kind_for_status(status: u16, code: Option<&str>, message: &str) -> ErrorKind {
+pub(crate) fn kind_for_status(status: u16, code: Option<&str>, message: &str) -> ErrorKind {
     let code = code.map(bare_code);
     if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
         return ErrorKind::Throttled;
@@ -99,7 +99,7 @@ fn bare_code(code: &str) -> &str {
 /// used by the service (docs/PROTOCOL.md, "Error classification") and gives `None`, as does
 /// anything negative or unreadable.
 #[must_use]
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let seconds: f64 = value.trim().parse().ok()?;
     if !seconds.is_finite() || seconds < 0.0 {
         return None;
@@ -110,7 +110,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// The ceiling of the backoff before retry number `retry` (1 for the first retry):
 /// `min(max_backoff, initial_backoff × 2^(retry-1))`.
 #[must_use]
-pub fn backoff_ceiling(policy: &RetryPolicy, retry: u32) -> Duration {
+pub(crate) fn backoff_ceiling(policy: &RetryPolicy, retry: u32) -> Duration {
     let doublings = retry.saturating_sub(1).min(31);
     policy
         .initial_backoff
@@ -125,7 +125,7 @@ pub fn backoff_ceiling(policy: &RetryPolicy, retry: u32) -> Duration {
 /// classification"): one that asked for an hour would otherwise hold the invocation until
 /// Lambda ends it.
 #[must_use]
-pub fn backoff_delay(
+pub(crate) fn backoff_delay(
     policy: &RetryPolicy,
     retry: u32,
     retry_after: Option<Duration>,

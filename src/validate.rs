@@ -30,7 +30,7 @@ use crate::limits::{
 ///
 /// ```
 /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
-/// use checkpoint_batcher::validate::validate_update;
+/// use checkpoint_batcher::validate_update;
 ///
 /// let update = OperationUpdate::builder()
 ///     .id("has space")

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_lambda::types::{OperationAction, OperationType};
-use checkpoint_batcher::size::{request_bytes, update_bytes};
+use checkpoint_batcher::internals::{request_bytes, update_bytes};
 use checkpoint_batcher::{BatcherConfig, Fault};
 use common::*;
 

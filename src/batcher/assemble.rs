@@ -18,6 +18,15 @@
 //! Pure code: no I/O, no tokio. The actor feeds it; [`split_batches`] runs it over a whole slice
 //! for tests and benchmarks.
 
+#![cfg_attr(
+    not(feature = "test-util"),
+    allow(
+        unreachable_pub,
+        dead_code,
+        reason = "public, and partly used, only through the test-util internals"
+    )
+)]
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
@@ -113,8 +122,8 @@ impl std::hash::Hasher for PassThrough {
 ///
 /// ```
 /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
-/// use checkpoint_batcher::assemble::{Assembler, BatchLimits, Cut};
-/// use checkpoint_batcher::size::update_bytes;
+/// use checkpoint_batcher::internals::{Assembler, BatchLimits, Cut};
+/// use checkpoint_batcher::internals::update_bytes;
 ///
 /// let update = |id: &str, action| {
 ///     OperationUpdate::builder().id(id).r#type(OperationType::Step).action(action).build()
@@ -268,8 +277,8 @@ impl Assembler {
 ///
 /// ```
 /// use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
-/// use checkpoint_batcher::assemble::{split_batches, BatchLimits};
-/// use checkpoint_batcher::size::update_bytes;
+/// use checkpoint_batcher::internals::{split_batches, BatchLimits};
+/// use checkpoint_batcher::internals::update_bytes;
 ///
 /// let updates: Vec<(OperationUpdate, usize)> = (0..5)
 ///     .map(|i| {

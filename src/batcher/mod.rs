@@ -63,7 +63,7 @@
 
 mod ack;
 mod actor;
-pub mod assemble;
+pub(crate) mod assemble;
 mod batching_backend;
 mod handle;
 mod message;
