@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use super::Emulator;
 use super::faults::{FaultDice, Faults};
 use super::http;
-use super::rules::Limits;
+use super::rules::EmulatorLimits;
 use super::store::{Executions, Store};
 
 /// Default page size of `NewExecutionState.Operations`: the largest page
@@ -26,7 +26,7 @@ pub const DEFAULT_SEED: u64 = 0x5EED;
 pub struct EmulatorBuilder {
     bind: SocketAddr,
     page_size: usize,
-    limits: Limits,
+    limits: EmulatorLimits,
     omit_error_type_header: bool,
     faults: Faults,
     seed: u64,
@@ -37,7 +37,7 @@ impl Default for EmulatorBuilder {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             page_size: DEFAULT_PAGE_SIZE,
-            limits: Limits::default(),
+            limits: EmulatorLimits::default(),
             omit_error_type_header: false,
             faults: Faults::default(),
             seed: DEFAULT_SEED,
@@ -65,15 +65,15 @@ impl EmulatorBuilder {
 
     /// All size limits at once.
     ///
-    /// Default: [`Limits::default`], the service's figures.
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Default: [`EmulatorLimits::default`], the service's figures.
+    pub fn limits(mut self, limits: EmulatorLimits) -> Self {
         self.limits = limits;
         self
     }
 
     /// Largest request body accepted; a larger one is answered 413.
     ///
-    /// Default: 7 MiB (see [`Limits::max_request_bytes`]).
+    /// Default: 7 MiB (see [`EmulatorLimits::max_request_bytes`]).
     pub fn max_request_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_request_bytes = bytes;
         self

@@ -24,7 +24,7 @@ use super::execution::{Execution, StoredReply};
 use super::faults::Roll;
 use super::operation::{Op, now_secs, secs_f64};
 use super::paging::{self, Marker};
-use super::rules::{self, Action, Limits, OpType, ValidUpdate};
+use super::rules::{self, Action, EmulatorLimits, OpType, ValidUpdate};
 use super::snapshot::AppliedUpdate;
 use super::store::Executions;
 use super::wire;
@@ -79,7 +79,7 @@ impl Executions {
         body: Body<'_>,
         roll: &Roll,
         page_size: usize,
-        limits: &Limits,
+        limits: &EmulatorLimits,
     ) -> Result<Processed, ApiError> {
         // Drawn before anything can refuse the call, so the ids and tokens a seed
         // gives do not depend on which calls were refused.
@@ -122,7 +122,7 @@ fn process(
     new_token: String,
     callback_seed: u64,
     page_size: usize,
-    limits: &Limits,
+    limits: &EmulatorLimits,
 ) -> Result<Processed, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| bad_body("invalid JSON", &e))?;

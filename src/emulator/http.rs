@@ -20,7 +20,7 @@
 //! | unknown ARN | 404 | `ResourceNotFoundException` |
 //! | unknown path | 404 | `UnknownOperationException` |
 //! | wrong method on a known path | 405 (with `Allow`) | `MethodNotAllowedException` |
-//! | body over [`super::Limits::max_request_bytes`] | 413 | `RequestTooLargeException` |
+//! | body over [`super::EmulatorLimits::max_request_bytes`] | 413 | `RequestTooLargeException` |
 //! | injected throttling | 429 (with `Retry-After`) | `TooManyRequestsException` |
 //! | injected server error, lost answer | 500 | `ServiceException` |
 

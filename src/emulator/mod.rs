@@ -67,7 +67,7 @@
 //! that exists or was started earlier in the request; legal status transitions
 //! (STEP: START, SUCCEED, FAIL, RETRY; CONTEXT: START, SUCCEED, FAIL; WAIT, CALLBACK,
 //! CHAINED_INVOKE: START, CANCEL, completed by the service; EXECUTION: SUCCEED, FAIL);
-//! size limits of [`Limits`].
+//! size limits of [`EmulatorLimits`].
 //!
 //! # Dependencies
 //!
@@ -108,7 +108,7 @@ pub use self::builder::{DEFAULT_PAGE_SIZE, DEFAULT_SEED, EmulatorBuilder};
 pub use self::error::EmulatorError;
 pub use self::execution::Completion;
 pub use self::faults::Faults;
-pub use self::rules::Limits;
+pub use self::rules::EmulatorLimits;
 pub use self::snapshot::{AppliedUpdate, ErrorRecord, ExecutionSnapshot, OperationRecord};
 
 use self::store::Store;

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::error::EmulatorError;
 use super::execution::{Completion, Execution};
 use super::faults::FaultDice;
-use super::rules::Limits;
+use super::rules::EmulatorLimits;
 use super::snapshot::ExecutionSnapshot;
 
 /// What the server and the handle share: the executions and the fault dice, each behind
@@ -32,7 +32,7 @@ pub(crate) struct Store {
     executions: Mutex<Executions>,
     fault_dice: Mutex<FaultDice>,
     pub(crate) omit_error_type_header: bool,
-    pub(crate) limits: Limits,
+    pub(crate) limits: EmulatorLimits,
 }
 
 impl Store {
@@ -40,7 +40,7 @@ impl Store {
         executions: Executions,
         fault_dice: FaultDice,
         omit_header: bool,
-        limits: Limits,
+        limits: EmulatorLimits,
     ) -> Self {
         Self {
             executions: Mutex::new(executions),
@@ -74,11 +74,11 @@ pub(crate) struct Executions {
     pub(super) rng: fastrand::Rng,
     serial: u64,
     pub(super) page_size: usize,
-    pub(super) limits: Limits,
+    pub(super) limits: EmulatorLimits,
 }
 
 impl Executions {
-    pub(crate) fn new(seed: u64, page_size: usize, limits: Limits) -> Self {
+    pub(crate) fn new(seed: u64, page_size: usize, limits: EmulatorLimits) -> Self {
         Self {
             executions: HashMap::new(),
             // Distinct from the fault generator so ids do not shift fault draws.
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn tokens_are_unique_and_in_the_base64_alphabet() {
-        let mut store = Executions::new(1, 10, Limits::default());
+        let mut store = Executions::new(1, 10, EmulatorLimits::default());
         let a = store.new_token();
         let b = store.new_token();
         assert_ne!(a, b, "every token is new");
