@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::execution::{Execution, StoredReply};
 use super::faults::Roll;
-use super::operation::{Op, now_secs, secs_f64};
+use super::operation::{Op, now_secs, secs_after};
 use super::paging::{self, Marker};
 use super::rules::{self, Action, EmulatorLimits, OpType, ValidUpdate};
 use super::snapshot::AppliedUpdate;
@@ -269,13 +269,8 @@ fn apply_update(
                 op.start_ts = now;
                 match update.op_type {
                     OpType::Wait => {
-                        let secs = wire
-                            .wait_options
-                            .as_ref()
-                            .and_then(|w| w.wait_seconds)
-                            .unwrap_or(0)
-                            .max(0);
-                        op.scheduled_end_ts = Some(now + secs_f64(secs));
+                        let secs = wire.wait_options.as_ref().and_then(|w| w.wait_seconds);
+                        op.scheduled_end_ts = Some(secs_after(now, secs));
                     }
                     OpType::Callback => {
                         op.callback_id = Some(format!("cb-{:016x}", rng.u64(..)));
@@ -303,10 +298,8 @@ fn apply_update(
             let delay = wire
                 .step_options
                 .as_ref()
-                .and_then(|s| s.next_attempt_delay_seconds)
-                .unwrap_or(0)
-                .max(0);
-            op.next_attempt_ts = Some(now + secs_f64(delay));
+                .and_then(|s| s.next_attempt_delay_seconds);
+            op.next_attempt_ts = Some(secs_after(now, delay));
         }
         Action::Cancel => {
             op.end_ts = Some(now);

@@ -176,15 +176,17 @@ pub(super) fn secs_to_millis(secs: f64) -> i64 {
     millis
 }
 
-/// A delay in whole seconds, as added to a timestamp.
-pub(super) fn secs_f64(secs: i64) -> f64 {
+/// The timestamp `secs` whole seconds after `now`; an absent or negative delay counts
+/// as none.
+pub(super) fn secs_after(now: f64, secs: Option<i64>) -> f64 {
+    let secs = secs.unwrap_or(0).max(0);
     // Any delay a client may ask for is far below 2^53 seconds.
     #[allow(
         clippy::cast_precision_loss,
         reason = "delays are far below 2^53 seconds"
     )]
     let f = secs as f64;
-    f
+    now + f
 }
 
 #[cfg(test)]
