@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use checkpoint_batcher::emulator::{
-    Completion, Emulator, EmulatorError, ExecutionSnapshot, Faults, Limits,
+    Completion, Emulator, EmulatorError, EmulatorLimits, ExecutionSnapshot, Faults,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -437,12 +437,12 @@ async fn a_lost_answer_can_drop_the_connection() {
 #[tokio::test]
 async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing() {
     let emu = Emulator::builder()
-        .limits(Limits {
+        .limits(EmulatorLimits {
             max_payload_bytes: 16,
             max_execution_payload_bytes: 32,
             max_error_bytes: 16,
             max_updates: Some(4),
-            ..Limits::default()
+            ..EmulatorLimits::default()
         })
         .start()
         .await

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::Emulator;
-use super::faults::{FaultState, Faults};
+use super::faults::{FaultDice, Faults};
 use super::http;
-use super::rules::Limits;
-use super::state::{Shared, Store};
+use super::rules::EmulatorLimits;
+use super::store::{Executions, Store};
 
 /// Default page size of `NewExecutionState.Operations`: the largest page
 /// `GetDurableExecutionState` may return (`MaxItems` ≤ 1000), so a checkpoint never
@@ -26,7 +26,7 @@ pub const DEFAULT_SEED: u64 = 0x5EED;
 pub struct EmulatorBuilder {
     bind: SocketAddr,
     page_size: usize,
-    limits: Limits,
+    limits: EmulatorLimits,
     omit_error_type_header: bool,
     faults: Faults,
     seed: u64,
@@ -37,7 +37,7 @@ impl Default for EmulatorBuilder {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             page_size: DEFAULT_PAGE_SIZE,
-            limits: Limits::default(),
+            limits: EmulatorLimits::default(),
             omit_error_type_header: false,
             faults: Faults::default(),
             seed: DEFAULT_SEED,
@@ -65,15 +65,15 @@ impl EmulatorBuilder {
 
     /// All size limits at once.
     ///
-    /// Default: [`Limits::default`], the service's figures.
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Default: [`EmulatorLimits::default`], the service's figures.
+    pub fn limits(mut self, limits: EmulatorLimits) -> Self {
         self.limits = limits;
         self
     }
 
     /// Largest request body accepted; a larger one is answered 413.
     ///
-    /// Default: 7 MiB (see [`Limits::max_request_bytes`]).
+    /// Default: 7 MiB (see [`EmulatorLimits::max_request_bytes`]).
     pub fn max_request_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_request_bytes = bytes;
         self
@@ -133,13 +133,13 @@ impl EmulatorBuilder {
     pub async fn start(self) -> std::io::Result<Emulator> {
         let listener = TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(
-            Store::new(self.seed, self.page_size, self.limits),
-            FaultState::new(self.faults, self.seed),
+        let store = Arc::new(Store::new(
+            Executions::new(self.seed, self.page_size, self.limits),
+            FaultDice::new(self.faults, self.seed),
             self.omit_error_type_header,
             self.limits,
         ));
-        let router = http::router(Arc::clone(&shared));
+        let router = http::router(Arc::clone(&store));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // Either a send or the sender's drop (the handle dropped) stops the server.
@@ -153,6 +153,6 @@ impl EmulatorBuilder {
                 tracing::warn!(error = %err, "emulator server stopped with an error");
             }
         });
-        Ok(Emulator::new(addr, shared, stop_tx, task))
+        Ok(Emulator::new(addr, store, stop_tx, task))
     }
 }

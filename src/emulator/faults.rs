@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use super::error::ApiError;
+
 /// Faults the emulator injects; change them at run time with
 /// [`super::Emulator::set_faults`].
 ///
@@ -57,10 +59,26 @@ pub(crate) struct Roll {
     pub(crate) retry_after_secs: u64,
 }
 
-/// The current faults plus the seeded generator; kept behind one lock so draws are
-/// serialized.
+impl Roll {
+    /// The error this roll injects instead of processing the request, if any:
+    /// throttling wins over a server error.
+    pub(crate) fn injected_error(&self) -> Option<ApiError> {
+        if self.throttle {
+            Some(ApiError::TooManyRequests {
+                retry_after_secs: self.retry_after_secs,
+            })
+        } else if self.server_error {
+            Some(ApiError::Service("internal failure (injected)"))
+        } else {
+            None
+        }
+    }
+}
+
+/// The dice of the fault injector: the current faults plus the seeded generator they
+/// are drawn with; kept behind one lock so draws are serialized.
 #[derive(Debug)]
-pub(crate) struct FaultState {
+pub(crate) struct FaultDice {
     faults: Faults,
     rng: fastrand::Rng,
 }
@@ -73,7 +91,7 @@ fn clamp_rate(rate: f64) -> f64 {
     }
 }
 
-impl FaultState {
+impl FaultDice {
     pub(crate) fn new(faults: Faults, seed: u64) -> Self {
         Self {
             faults,
@@ -131,8 +149,8 @@ mod tests {
             lost_answer_rate: 0.1,
             ..Faults::default()
         };
-        let mut state = FaultState::new(faults, seed);
-        (0..200).map(|_| state.roll()).collect()
+        let mut dice = FaultDice::new(faults, seed);
+        (0..200).map(|_| dice.roll()).collect()
     }
 
     #[test]
@@ -149,8 +167,8 @@ mod tests {
             lost_answer_rate: -1.0,
             ..Faults::default()
         };
-        let mut state = FaultState::new(faults, 1);
-        let roll = state.roll();
+        let mut dice = FaultDice::new(faults, 1);
+        let roll = dice.roll();
         assert!(roll.throttle && !roll.server_error && !roll.lose_answer);
     }
 
@@ -160,6 +178,6 @@ mod tests {
             retry_after: Duration::from_millis(1500),
             ..Faults::default()
         };
-        assert_eq!(FaultState::new(faults, 0).roll().retry_after_secs, 2);
+        assert_eq!(FaultDice::new(faults, 0).roll().retry_after_secs, 2);
     }
 }

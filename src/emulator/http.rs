@@ -20,7 +20,7 @@
 //! | unknown ARN | 404 | `ResourceNotFoundException` |
 //! | unknown path | 404 | `UnknownOperationException` |
 //! | wrong method on a known path | 405 (with `Allow`) | `MethodNotAllowedException` |
-//! | body over [`super::Limits::max_request_bytes`] | 413 | `RequestTooLargeException` |
+//! | body over [`super::EmulatorLimits::max_request_bytes`] | 413 | `RequestTooLargeException` |
 //! | injected throttling | 429 (with `Retry-After`) | `TooManyRequestsException` |
 //! | injected server error, lost answer | 500 | `ServiceException` |
 
@@ -36,9 +36,11 @@ use axum::response::Response;
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 
+use super::checkpoint::Body as CheckpointBody;
 use super::error::ApiError;
 use super::faults::Roll;
-use super::state::{self, Shared, StateQuery};
+use super::paging::StateQuery;
+use super::store::Store;
 use super::wire::ErrorBody;
 
 /// Path prefix of both calls (the API version).
@@ -52,15 +54,15 @@ enum Endpoint {
 }
 
 /// The router serving both calls; everything goes through one fallback handler.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+pub(crate) fn router(store: Arc<Store>) -> Router {
+    Router::new().fallback(handle).with_state(store)
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn handle(State(store): State<Arc<Store>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (arn, endpoint) = match route(parts.uri.path()) {
         Ok(found) => found,
-        Err(err) => return error_response(&shared, &err),
+        Err(err) => return error_response(&store, &err),
     };
     match (endpoint, parts.method) {
         (Endpoint::Checkpoint, Method::POST) => {
@@ -69,14 +71,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .get(CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
-            checkpoint(&shared, &arn, declared, body).await
+            checkpoint(&store, &arn, declared, body).await
         }
         (Endpoint::State, Method::GET) => match parse_query(parts.uri.query()) {
-            Ok(query) => get_state(&shared, &arn, &query).await,
-            Err(err) => error_response(&shared, &err),
+            Ok(query) => get_state(&store, &arn, &query).await,
+            Err(err) => error_response(&store, &err),
         },
-        (Endpoint::Checkpoint, _) => error_response(&shared, &ApiError::MethodNotAllowed("POST")),
-        (Endpoint::State, _) => error_response(&shared, &ApiError::MethodNotAllowed("GET")),
+        (Endpoint::Checkpoint, _) => error_response(&store, &ApiError::MethodNotAllowed("POST")),
+        (Endpoint::State, _) => error_response(&store, &ApiError::MethodNotAllowed("GET")),
     }
 }
 
@@ -159,41 +161,41 @@ async fn read_body(body: Body, declared: Option<usize>, limit: usize) -> Result<
 }
 
 /// Draws the request's faults and waits out its latency.
-async fn roll_and_wait(shared: &Shared) -> Roll {
-    let roll = shared.faults().roll();
+async fn roll_and_wait(store: &Store) -> Roll {
+    let roll = store.fault_dice().roll();
     if !roll.delay.is_zero() {
         tokio::time::sleep(roll.delay).await;
     }
     roll
 }
 
-async fn checkpoint(shared: &Shared, arn: &str, declared: Option<usize>, body: Body) -> Response {
-    let body = read_body(body, declared, shared.limits.max_request_bytes).await;
-    let roll = roll_and_wait(shared).await;
+async fn checkpoint(store: &Store, arn: &str, declared: Option<usize>, body: Body) -> Response {
+    let body = read_body(body, declared, store.limits.max_request_bytes).await;
+    let roll = roll_and_wait(store).await;
     let reply = {
-        let mut store = shared.store();
+        let mut executions = store.executions();
         match &body {
-            Ok(bytes) => store.checkpoint(arn, state::Body::Complete(bytes), &roll),
-            Err(seen) => store.checkpoint(arn, state::Body::TooLarge(*seen), &roll),
+            Ok(bytes) => executions.checkpoint(arn, CheckpointBody::Complete(bytes), &roll),
+            Err(seen) => executions.checkpoint(arn, CheckpointBody::TooLarge(*seen), &roll),
         }
     };
     match reply.result {
         Ok(_) if reply.lose_answer && roll.drop_connection => dropped_connection(),
         Ok(_) if reply.lose_answer => error_response(
-            shared,
+            store,
             &ApiError::Service("internal failure (injected, answer lost)"),
         ),
         Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(err) => error_response(shared, &err),
+        Err(err) => error_response(store, &err),
     }
 }
 
-async fn get_state(shared: &Shared, arn: &str, query: &StateQuery) -> Response {
-    let roll = roll_and_wait(shared).await;
-    let result = shared.store().state(arn, query, &roll);
+async fn get_state(store: &Store, arn: &str, query: &StateQuery) -> Response {
+    let roll = roll_and_wait(store).await;
+    let result = store.executions().state(arn, query, &roll);
     match result {
         Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(err) => error_response(shared, &err),
+        Err(err) => error_response(store, &err),
     }
 }
 
@@ -220,9 +222,9 @@ fn dropped_connection() -> Response {
     response
 }
 
-fn error_response(shared: &Shared, err: &ApiError) -> Response {
+fn error_response(store: &Store, err: &ApiError) -> Response {
     let message = err.to_string();
-    let kind = if shared.omit_error_type_header {
+    let kind = if store.omit_error_type_header {
         err.error_type()
     } else {
         err.fault_kind()
@@ -235,7 +237,7 @@ fn error_response(shared: &Shared, err: &ApiError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(status, body);
     let headers = response.headers_mut();
-    if !shared.omit_error_type_header {
+    if !store.omit_error_type_header {
         let _previous = headers.insert(
             "x-amzn-errortype",
             HeaderValue::from_static(err.error_type()),

@@ -46,7 +46,7 @@
 //!   [`EmulatorBuilder::page_size`]; past that it answers `NextMarker`, to be fetched
 //!   with `GetDurableExecutionState` and the new token. That call pages all operations
 //!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400).
-//!   Marker forms are documented in the `state` module: `c.<checkpoint>.<offset>` and
+//!   Marker forms are documented in the `paging` module: `c.<checkpoint>.<offset>` and
 //!   `s.<offset>`; a garbled or unknown marker is refused with 400.
 //! - **Invocations.** [`Emulator::invocation_event`] builds the event the service would
 //!   send the durable function now: the current token and the first page of all
@@ -67,7 +67,7 @@
 //! that exists or was started earlier in the request; legal status transitions
 //! (STEP: START, SUCCEED, FAIL, RETRY; CONTEXT: START, SUCCEED, FAIL; WAIT, CALLBACK,
 //! CHAINED_INVOKE: START, CANCEL, completed by the service; EXECUTION: SUCCEED, FAIL);
-//! size limits of [`Limits`].
+//! size limits of [`EmulatorLimits`].
 //!
 //! # Dependencies
 //!
@@ -85,12 +85,16 @@
 //! handle signals the same stop without waiting for it.
 
 mod builder;
+mod checkpoint;
 mod error;
+mod execution;
 mod faults;
 mod http;
+mod operation;
+mod paging;
 mod rules;
 mod snapshot;
-mod state;
+mod store;
 mod wire;
 
 use std::net::SocketAddr;
@@ -102,12 +106,12 @@ use tokio::task::JoinHandle;
 
 pub use self::builder::{DEFAULT_PAGE_SIZE, DEFAULT_SEED, EmulatorBuilder};
 pub use self::error::EmulatorError;
+pub use self::execution::Completion;
 pub use self::faults::Faults;
-pub use self::rules::Limits;
+pub use self::rules::EmulatorLimits;
 pub use self::snapshot::{AppliedUpdate, ErrorRecord, ExecutionSnapshot, OperationRecord};
-pub use self::state::Completion;
 
-use self::state::Shared;
+use self::store::Store;
 
 /// How long [`Emulator::shutdown`] waits for in-flight requests before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -116,7 +120,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Emulator {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    store: Arc<Store>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -124,13 +128,13 @@ pub struct Emulator {
 impl Emulator {
     pub(crate) fn new(
         addr: SocketAddr,
-        shared: Arc<Shared>,
+        store: Arc<Store>,
         stop: oneshot::Sender<()>,
         task: JoinHandle<()>,
     ) -> Self {
         Self {
             addr,
-            shared,
+            store,
             stop: Some(stop),
             task: Some(task),
         }
@@ -201,13 +205,13 @@ impl Emulator {
     /// Starts an execution named `name` with no input; returns its ARN (which contains
     /// `/`) and its first checkpoint token.
     pub fn start_execution(&self, name: &str) -> (String, String) {
-        self.shared.store().start_execution(name, None)
+        self.store.executions().start_execution(name, None)
     }
 
     /// Starts an execution whose EXECUTION operation carries `input` as
     /// `ExecutionDetails.InputPayload`; returns its ARN and first token.
     pub fn start_execution_with_input(&self, name: &str, input: Option<&str>) -> (String, String) {
-        self.shared.store().start_execution(name, input)
+        self.store.executions().start_execution(name, input)
     }
 
     /// The event the service would send a durable function invoked for this execution now,
@@ -244,7 +248,7 @@ impl Emulator {
     /// ```
     #[must_use]
     pub fn invocation_event(&self, arn: &str) -> Option<serde_json::Value> {
-        let event = self.shared.store().invocation_event(arn)?;
+        let event = self.store.executions().invocation_event(arn)?;
         // Plain structs of strings and numbers always convert.
         serde_json::to_value(event).ok()
     }
@@ -252,50 +256,50 @@ impl Emulator {
     /// A copy of everything held for the execution, or `None` for an unknown ARN.
     #[must_use]
     pub fn execution(&self, arn: &str) -> Option<ExecutionSnapshot> {
-        self.shared.store().snapshot(arn)
+        self.store.executions().snapshot(arn)
     }
 
     /// ARNs of all executions started, sorted.
     #[must_use]
     pub fn execution_arns(&self) -> Vec<String> {
-        self.shared.store().arns()
+        self.store.executions().arns()
     }
 
     /// Replaces the injected faults from the next request on. The generator keeps its
     /// position, so a run that switches faults at the same points stays reproducible.
     pub fn set_faults(&self, faults: Faults) {
-        self.shared.faults().set(faults);
+        self.store.fault_dice().set(faults);
     }
 
     /// The faults currently injected.
     #[must_use]
     pub fn faults(&self) -> Faults {
-        self.shared.faults().faults().clone()
+        self.store.fault_dice().faults().clone()
     }
 
     /// Restarts the fault generator from `seed`.
     pub fn reseed_faults(&self, seed: u64) {
-        self.shared.faults().reseed(seed);
+        self.store.fault_dice().reseed(seed);
     }
 
     /// Replaces the execution's current token behind the client's back, as a service
     /// re-invocation would; the client's token becomes stale. Returns the new token, or
     /// `None` for an unknown or completed execution.
     pub fn rotate_token(&self, arn: &str) -> Option<String> {
-        self.shared.store().rotate_token(arn)
+        self.store.executions().rotate_token(arn)
     }
 
     /// Revokes the current token without completing the execution: every later call
     /// gets the invalid-token 400. Returns false for an unknown ARN.
     pub fn revoke_token(&self, arn: &str) -> bool {
-        self.shared.store().revoke_token(arn)
+        self.store.executions().revoke_token(arn)
     }
 
     /// Stops the execution as `StopDurableExecution` would: the EXECUTION operation
     /// becomes STOPPED, the execution completes and its token is revoked. Returns false
     /// for an unknown ARN.
     pub fn stop_execution(&self, arn: &str) -> bool {
-        self.shared.store().stop_execution(arn)
+        self.store.executions().stop_execution(arn)
     }
 
     /// Applies a change the service makes on its own (a WAIT firing, a callback being
@@ -314,7 +318,9 @@ impl Emulator {
         id: &str,
         completion: Completion,
     ) -> Result<(), EmulatorError> {
-        self.shared.store().complete_operation(arn, id, completion)
+        self.store
+            .executions()
+            .complete_operation(arn, id, completion)
     }
 
     /// Stops the server: no new connections (the listener is closed), in-flight

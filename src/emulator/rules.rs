@@ -10,9 +10,9 @@
 //!
 //! - Fields: `Id`, `Type` and `Action` present and known; `Id`/`ParentId` 1–64 chars of
 //!   `[a-zA-Z0-9_-]`; `Name` ≤ 256 chars; `SubType` ≤ 32 chars; `Payload` ≤
-//!   [`Limits::max_payload_bytes`] ([`Limits::max_execution_payload_bytes`] for an
-//!   EXECUTION update); all `Error` fields together ≤ [`Limits::max_error_bytes`];
-//!   optional cap on the number of updates ([`Limits::max_updates`]).
+//!   [`EmulatorLimits::max_payload_bytes`] ([`EmulatorLimits::max_execution_payload_bytes`] for an
+//!   EXECUTION update); all `Error` fields together ≤ [`EmulatorLimits::max_error_bytes`];
+//!   optional cap on the number of updates ([`EmulatorLimits::max_updates`]).
 //! - At most one EXECUTION update, and it is the last one; its `Id` must be the
 //!   execution's own operation (the EXECUTION operation the service created).
 //! - One update per `Id`, except that a STEP or CONTEXT may carry a START followed by
@@ -52,7 +52,7 @@ use super::wire::OperationUpdate;
 ///
 /// Plain data; [`Default`] gives the service's figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct EmulatorLimits {
     /// Largest request body accepted, in bytes; a larger one gets 413
     /// `RequestTooLargeException` before it is parsed.
     ///
@@ -72,7 +72,7 @@ pub struct Limits {
 
 const MIB: usize = 1024 * 1024;
 
-impl Default for Limits {
+impl Default for EmulatorLimits {
     fn default() -> Self {
         Self {
             max_request_bytes: 7 * MIB,
@@ -345,7 +345,7 @@ pub(crate) fn validate<'a, F>(
     client_token: Option<&str>,
     existing: F,
     execution_op_id: &str,
-    limits: &Limits,
+    limits: &EmulatorLimits,
 ) -> Result<Vec<ValidUpdate<'a>>, RuleViolation>
 where
     F: Fn(&str) -> Option<OpView>,
@@ -580,7 +580,7 @@ mod tests {
     }
 
     fn run(updates: &[OperationUpdate]) -> Result<Vec<ValidUpdate<'_>>, RuleViolation> {
-        validate(updates, None, |_| None, "exec", &Limits::default())
+        validate(updates, None, |_| None, "exec", &EmulatorLimits::default())
     }
 
     #[test]
@@ -644,7 +644,7 @@ mod tests {
             })
         };
         let ups = [upd("a", "STEP", "START")];
-        let err = validate(&ups, None, existing, "exec", &Limits::default()).unwrap_err();
+        let err = validate(&ups, None, existing, "exec", &EmulatorLimits::default()).unwrap_err();
         assert_eq!(err.rule, Rule::Transition);
     }
 

@@ -1,0 +1,320 @@
+//! The `CheckpointDurableExecution` procedure: parse the body, answer a retry from its
+//! idempotency record, check the token, validate the whole request with
+//! [`rules::validate`], apply it, and build and record the answer.
+//!
+//! # Invariants
+//!
+//! - A checkpoint is applied whole or not at all: [`rules::validate`] runs on the
+//!   whole request before [`apply_update`] touches anything.
+//! - Only an applied checkpoint replaces the execution's token; a refused request
+//!   leaves it valid.
+//! - The same `ClientToken` with the same inbound token gets the stored answer, byte for
+//!   byte, and nothing is applied again; the same pair with different `Updates` is
+//!   refused with 400. The record is written in the same critical section (the
+//!   executions lock, see [`super::store`]) that applies the checkpoint.
+//! - Every call to a known execution counts in `checkpoint_calls` and in exactly one
+//!   of applied, replayed, rejected or faulted.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::execution::{Execution, StoredReply};
+use super::faults::Roll;
+use super::operation::{Op, now_secs, secs_after};
+use super::paging::{self, Marker};
+use super::rules::{self, Action, EmulatorLimits, OpType, ValidUpdate};
+use super::snapshot::AppliedUpdate;
+use super::store::Executions;
+use super::wire;
+
+/// The body of a checkpoint request as the HTTP layer read it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Body<'a> {
+    Complete(&'a [u8]),
+    /// Refused at this many bytes, over the limit.
+    TooLarge(usize),
+}
+
+/// A processed checkpoint: the answer, and whether the fault injector wants it lost.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) result: Result<Vec<u8>, ApiError>,
+    pub(crate) lose_answer: bool,
+}
+
+enum Processed {
+    Applied(Vec<u8>),
+    Replayed(Vec<u8>),
+}
+
+impl Executions {
+    /// Processes one `CheckpointDurableExecution` call. See the module invariants.
+    pub(crate) fn checkpoint(&mut self, arn: &str, body: Body<'_>, roll: &Roll) -> Reply {
+        let page_size = self.page_size;
+        let limits = self.limits;
+        match self.checkpoint_inner(arn, body, roll, page_size, &limits) {
+            Ok(Processed::Applied(body) | Processed::Replayed(body)) => {
+                if roll.lose_answer
+                    && let Some(exec) = self.executions.get_mut(arn)
+                {
+                    exec.lost_answers = exec.lost_answers.saturating_add(1);
+                }
+                Reply {
+                    result: Ok(body),
+                    lose_answer: roll.lose_answer,
+                }
+            }
+            Err(err) => Reply {
+                result: Err(err),
+                lose_answer: false,
+            },
+        }
+    }
+
+    fn checkpoint_inner(
+        &mut self,
+        arn: &str,
+        body: Body<'_>,
+        roll: &Roll,
+        page_size: usize,
+        limits: &EmulatorLimits,
+    ) -> Result<Processed, ApiError> {
+        // Drawn before anything can refuse the call, so the ids and tokens a seed
+        // gives do not depend on which calls were refused.
+        let new_token = self.new_token();
+        let callback_seed = self.rng.u64(..);
+        let exec = self
+            .executions
+            .get_mut(arn)
+            .ok_or_else(|| ApiError::NotFound(arn.to_owned()))?;
+        exec.checkpoint_calls = exec.checkpoint_calls.saturating_add(1);
+        let bytes = match body {
+            Body::Complete(bytes) => {
+                exec.request_body_sizes.push(bytes.len());
+                bytes
+            }
+            Body::TooLarge(seen) => {
+                exec.request_body_sizes.push(seen);
+                exec.rejected = exec.rejected.saturating_add(1);
+                return Err(ApiError::TooLarge(limits.max_request_bytes));
+            }
+        };
+        if let Some(err) = roll.injected_error() {
+            exec.faulted = exec.faulted.saturating_add(1);
+            return Err(err);
+        }
+        let result = process(exec, bytes, new_token, callback_seed, page_size, limits);
+        match &result {
+            Ok(Processed::Applied(_)) => {}
+            Ok(Processed::Replayed(_)) => exec.replayed = exec.replayed.saturating_add(1),
+            Err(_) => exec.rejected = exec.rejected.saturating_add(1),
+        }
+        result
+    }
+}
+
+/// Parses, checks and applies one checkpoint body against `exec`.
+fn process(
+    exec: &mut Execution,
+    bytes: &[u8],
+    new_token: String,
+    callback_seed: u64,
+    page_size: usize,
+    limits: &EmulatorLimits,
+) -> Result<Processed, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad_body("invalid JSON", &e))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidParameter(
+            "malformed request body: expected a JSON object".to_owned(),
+        ));
+    }
+    let request =
+        wire::CheckpointRequest::deserialize(&value).map_err(|e| bad_body("wrong shape", &e))?;
+    let token = request
+        .checkpoint_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::InvalidParameter("CheckpointToken is required".to_owned()))?;
+    let print = fingerprint(&value);
+
+    // Idempotency comes before the token check: the replayed request's token was
+    // consumed by its first, applied, attempt.
+    let key = request
+        .client_token
+        .as_ref()
+        .map(|ct| (ct.clone(), token.to_owned()));
+    if let Some(key) = &key
+        && let Some(stored) = exec.idempotency.get(key)
+    {
+        if stored.fingerprint == print {
+            return Ok(Processed::Replayed(stored.body.clone()));
+        }
+        return Err(ApiError::InvalidParameter(format!(
+            "ClientToken {:?} was already used with a different request",
+            key.0
+        )));
+    }
+    exec.check_token(token)?;
+
+    let updates = request.updates.as_deref().unwrap_or_default();
+    let valid = rules::validate(
+        updates,
+        request.client_token.as_deref(),
+        |id| exec.view(id),
+        &exec.exec_op_id,
+        limits,
+    )?;
+
+    let checkpoint = exec.applied_checkpoints.saturating_add(1);
+    let now = now_secs();
+    let mut changed: Vec<usize> = Vec::new();
+    let mut callback_rng = fastrand::Rng::with_seed(callback_seed);
+    for update in &valid {
+        let idx = apply_update(exec, update, now, &mut callback_rng);
+        if !changed.contains(&idx) {
+            changed.push(idx);
+        }
+        exec.applied.push(AppliedUpdate {
+            checkpoint,
+            index: update.index,
+            id: update.id.to_owned(),
+            op_type: update.op_type.as_str().to_owned(),
+            action: update.action.as_str().to_owned(),
+            client_token: request.client_token.clone(),
+        });
+    }
+    for idx in std::mem::take(&mut exec.service_changes) {
+        if !changed.contains(&idx) {
+            changed.push(idx);
+        }
+    }
+    let completes = valid
+        .iter()
+        .any(|u| u.op_type == OpType::Execution && u.to.is_finished());
+    if completes {
+        exec.completed = true;
+        exec.current_token = None;
+    } else {
+        exec.current_token = Some(new_token);
+    }
+    exec.applied_checkpoints = checkpoint;
+
+    let first = Marker::Checkpoint {
+        n: checkpoint,
+        offset: 0,
+    };
+    let new_execution_state = paging::page(&exec.ops, &changed, first, page_size);
+    if new_execution_state.next_marker.is_some() {
+        let _previous = exec.paged_changes.insert(checkpoint, changed);
+    }
+    let response = wire::CheckpointResponse {
+        checkpoint_token: exec.current_token.clone(),
+        new_execution_state,
+    };
+    let body = serde_json::to_vec(&response)
+        .map_err(|_| ApiError::Service("could not serialize the response"))?;
+    if let Some(key) = key {
+        let _previous = exec.idempotency.insert(
+            key,
+            StoredReply {
+                fingerprint: print,
+                body: body.clone(),
+            },
+        );
+    }
+    Ok(Processed::Applied(body))
+}
+
+/// Applies one validated update; returns the index of the operation it touched.
+fn apply_update(
+    exec: &mut Execution,
+    update: &ValidUpdate<'_>,
+    now: f64,
+    rng: &mut fastrand::Rng,
+) -> usize {
+    let wire = update.update;
+    let idx = match exec.index.get(update.id) {
+        Some(&idx) => idx,
+        None => {
+            let mut op = Op::new(update.id, update.op_type, now);
+            op.parent_id = wire.parent_id.clone();
+            let idx = exec.ops.len();
+            exec.ops.push(op);
+            let _previous = exec.index.insert(update.id.to_owned(), idx);
+            idx
+        }
+    };
+    let Some(op) = exec.ops.get_mut(idx) else {
+        return idx;
+    };
+    if op.name.is_none() {
+        op.name = wire.name.clone();
+    }
+    if op.sub_type.is_none() {
+        op.sub_type = wire.sub_type.clone();
+    }
+    if wire.payload.is_some() {
+        op.payload = wire.payload.clone();
+    }
+    op.status = update.to;
+    op.history.push(update.action.as_str().to_owned());
+    match update.action {
+        Action::Start => {
+            op.attempt = op.attempt.saturating_add(1);
+            op.next_attempt_ts = None;
+            if update.from.is_none() {
+                op.start_ts = now;
+                match update.op_type {
+                    OpType::Wait => {
+                        let secs = wire.wait_options.as_ref().and_then(|w| w.wait_seconds);
+                        op.scheduled_end_ts = Some(secs_after(now, secs));
+                    }
+                    OpType::Callback => {
+                        op.callback_id = Some(format!("cb-{:016x}", rng.u64(..)));
+                    }
+                    OpType::Context => {
+                        op.replay_children = wire
+                            .context_options
+                            .as_ref()
+                            .and_then(|c| c.replay_children);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Action::Succeed => {
+            op.end_ts = Some(now);
+            op.result = wire.payload.clone();
+        }
+        Action::Fail => {
+            op.end_ts = Some(now);
+            op.error = wire.error.clone();
+        }
+        Action::Retry => {
+            op.error = wire.error.clone();
+            let delay = wire
+                .step_options
+                .as_ref()
+                .and_then(|s| s.next_attempt_delay_seconds);
+            op.next_attempt_ts = Some(secs_after(now, delay));
+        }
+        Action::Cancel => {
+            op.end_ts = Some(now);
+        }
+    }
+    idx
+}
+
+/// Identifies a request's `Updates`, to tell a retry from a different request.
+fn fingerprint(value: &serde_json::Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.get("Updates").map(ToString::to_string).hash(&mut h);
+    h.finish()
+}
+
+fn bad_body(what: &str, err: &serde_json::Error) -> ApiError {
+    ApiError::InvalidParameter(format!("malformed request body: {what}: {err}"))
+}

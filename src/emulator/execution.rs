@@ -1,0 +1,246 @@
+//! One execution as the emulated service holds it: its operations, its token, its
+//! idempotency records and counters; and what is built from them (snapshots,
+//! invocation events, the service's own completions).
+//!
+//! The checkpoint procedure ([`super::checkpoint`]) and paging ([`super::paging`])
+//! work on an [`Execution`]; the store ([`super::store`]) finds it by ARN.
+//!
+//! # Invariants
+//!
+//! - At most one valid token, [`Execution::current_token`]. A completed execution has
+//!   none; only an applied checkpoint or the store's admin calls change it.
+//! - `ops` only grows at the end and `index` maps every Id to its position, so an
+//!   offset into `ops` stays valid for paging. `ops[0]` is the EXECUTION operation
+//!   (Id `exec_op_id`), created with the execution.
+//! - An idempotency record is keyed by (`ClientToken`, inbound token), written only
+//!   for an applied checkpoint, and kept for the life of the execution.
+//! - `service_changes` lists operations the service changed since the last applied
+//!   checkpoint; that checkpoint reports and clears them.
+//! - Counters only grow.
+
+use std::collections::HashMap;
+
+use super::error::{ApiError, EmulatorError};
+use super::operation::{Op, now_secs, secs_to_millis};
+use super::paging::{self, Marker};
+use super::rules::{OpType, OpView, Status};
+use super::snapshot::{AppliedUpdate, ExecutionSnapshot};
+use super::wire;
+
+/// A change the service makes on its own (timer fired, callback answered, invoked
+/// function returned), applied with [`super::Emulator::complete_operation`]. The
+/// EXECUTION operation is not completed this way (see
+/// [`super::Emulator::stop_execution`]). The changed operation is reported in the next applied checkpoint's
+/// `NewExecutionState`, which is how an empty checkpoint "fetches new state".
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Completion {
+    /// The operation succeeded with this result (WAIT fired, callback succeeded...).
+    Succeed(Option<String>),
+    /// The operation failed with this error message.
+    Fail(Option<String>),
+    /// The operation timed out (callbacks, chained invokes).
+    TimeOut,
+    /// A STEP waiting for its retry (PENDING) may run its next attempt (READY); only
+    /// for a PENDING STEP.
+    Ready,
+}
+
+/// The answer to an applied checkpoint, kept for a retry of the same request.
+#[derive(Clone, Debug)]
+pub(super) struct StoredReply {
+    /// Hash of the request's `Updates`; a retry must match it.
+    pub(super) fingerprint: u64,
+    pub(super) body: Vec<u8>,
+}
+
+/// One execution and everything held for it.
+#[derive(Debug)]
+pub(super) struct Execution {
+    pub(super) arn: String,
+    pub(super) name: String,
+    pub(super) exec_op_id: String,
+    pub(super) current_token: Option<String>,
+    pub(super) completed: bool,
+    pub(super) ops: Vec<Op>,
+    pub(super) index: HashMap<String, usize>,
+    pub(super) applied: Vec<AppliedUpdate>,
+    pub(super) checkpoint_calls: u64,
+    pub(super) applied_checkpoints: u64,
+    pub(super) replayed: u64,
+    pub(super) rejected: u64,
+    pub(super) faulted: u64,
+    pub(super) lost_answers: u64,
+    pub(super) state_calls: u64,
+    pub(super) request_body_sizes: Vec<usize>,
+    pub(super) idempotency: HashMap<(String, String), StoredReply>,
+    /// Changed-operation lists of the checkpoints that answered with a `NextMarker`.
+    pub(super) paged_changes: HashMap<u64, Vec<usize>>,
+    /// Operations changed by the service since the last applied checkpoint.
+    pub(super) service_changes: Vec<usize>,
+}
+
+impl Execution {
+    /// A new execution holding only its EXECUTION operation (Id `exec_op_id`, carrying
+    /// `input`), with `token` as its current token.
+    pub(super) fn new(
+        arn: String,
+        name: &str,
+        exec_op_id: String,
+        token: String,
+        input: Option<&str>,
+    ) -> Self {
+        let mut exec_op = Op::new(&exec_op_id, OpType::Execution, now_secs());
+        exec_op.name = Some(name.to_owned());
+        exec_op.payload = input.map(str::to_owned);
+        Self {
+            arn,
+            name: name.to_owned(),
+            exec_op_id: exec_op_id.clone(),
+            current_token: Some(token),
+            completed: false,
+            ops: vec![exec_op],
+            index: HashMap::from([(exec_op_id, 0)]),
+            applied: Vec::new(),
+            checkpoint_calls: 0,
+            applied_checkpoints: 0,
+            replayed: 0,
+            rejected: 0,
+            faulted: 0,
+            lost_answers: 0,
+            state_calls: 0,
+            request_body_sizes: Vec::new(),
+            idempotency: HashMap::new(),
+            paged_changes: HashMap::new(),
+            service_changes: Vec::new(),
+        }
+    }
+
+    /// What the rules need to know of a stored operation.
+    pub(super) fn view(&self, id: &str) -> Option<OpView> {
+        let op = self.ops.get(*self.index.get(id)?)?;
+        Some(OpView {
+            op_type: op.op_type,
+            status: op.status,
+        })
+    }
+
+    /// Accepts only the current token.
+    pub(super) fn check_token(&self, token: &str) -> Result<(), ApiError> {
+        match &self.current_token {
+            Some(current) if current == token => Ok(()),
+            Some(_) => Err(ApiError::InvalidToken(
+                "the token is not the execution's current token",
+            )),
+            None if self.completed => Err(ApiError::InvalidToken("the execution is complete")),
+            None => Err(ApiError::InvalidToken("the token was revoked")),
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> ExecutionSnapshot {
+        ExecutionSnapshot {
+            arn: self.arn.clone(),
+            name: self.name.clone(),
+            execution_operation_id: self.exec_op_id.clone(),
+            current_token: self.current_token.clone(),
+            completed: self.completed,
+            checkpoint_calls: self.checkpoint_calls,
+            applied_checkpoints: self.applied_checkpoints,
+            replayed_checkpoints: self.replayed,
+            rejected_checkpoints: self.rejected,
+            faulted_checkpoints: self.faulted,
+            lost_answers: self.lost_answers,
+            state_calls: self.state_calls,
+            request_body_sizes: self.request_body_sizes.clone(),
+            operations: self.ops.iter().map(Op::record).collect(),
+            applied: self.applied.clone(),
+        }
+    }
+
+    /// The event the service would send an invocation of the execution now: its current
+    /// token and the first page of all its operations (creation order, timestamps in epoch
+    /// milliseconds), with a `s.<offset>` marker when more remain. `None` for an
+    /// execution without a valid token (completed or revoked).
+    pub(super) fn invocation_event(
+        &self,
+        page_size: usize,
+    ) -> Option<crate::wire::Invocation<crate::wire::Operation<i64>>> {
+        let token = self.current_token.clone()?;
+        let all: Vec<usize> = (0..self.ops.len()).collect();
+        let first = paging::page(&self.ops, &all, Marker::State { offset: 0 }, page_size);
+        Some(crate::wire::Invocation {
+            durable_execution_arn: Some(self.arn.clone()),
+            checkpoint_token: Some(token),
+            initial_execution_state: Some(crate::wire::OperationsPage {
+                operations: first
+                    .operations
+                    .into_iter()
+                    .map(|op| op.map_timestamps(secs_to_millis))
+                    .collect(),
+                next_marker: first.next_marker,
+            }),
+        })
+    }
+
+    /// Stops the execution as `StopDurableExecution` would: an unfinished EXECUTION
+    /// operation becomes STOPPED, and the execution completes without a token.
+    pub(super) fn stop(&mut self) {
+        let now = now_secs();
+        if let Some(op) = self.ops.first_mut()
+            && !op.status.is_finished()
+        {
+            op.status = Status::Stopped;
+            op.end_ts = Some(now);
+            op.history.push("service:STOPPED".to_owned());
+        }
+        self.completed = true;
+        self.current_token = None;
+    }
+
+    /// Applies a change the service makes on its own to operation `id`, to be reported
+    /// by the next applied checkpoint.
+    pub(super) fn complete(
+        &mut self,
+        id: &str,
+        completion: Completion,
+    ) -> Result<(), EmulatorError> {
+        let idx = *self
+            .index
+            .get(id)
+            .ok_or_else(|| EmulatorError::UnknownOperation(id.to_owned()))?;
+        let op = self
+            .ops
+            .get_mut(idx)
+            .ok_or_else(|| EmulatorError::UnknownOperation(id.to_owned()))?;
+        if op.status.is_finished() {
+            return Err(EmulatorError::AlreadyFinished(id.to_owned()));
+        }
+        let ready_misused = completion == Completion::Ready
+            && !(op.op_type == OpType::Step && op.status == Status::Pending);
+        if op.op_type == OpType::Execution || ready_misused {
+            return Err(EmulatorError::NotApplicable(id.to_owned()));
+        }
+        let now = now_secs();
+        op.status = match completion {
+            Completion::Succeed(result) => {
+                op.result = result;
+                Status::Succeeded
+            }
+            Completion::Fail(message) => {
+                op.error = Some(wire::ErrorObject {
+                    error_message: message,
+                    ..wire::ErrorObject::default()
+                });
+                Status::Failed
+            }
+            Completion::TimeOut => Status::TimedOut,
+            Completion::Ready => Status::Ready,
+        };
+        if op.status.is_finished() {
+            op.end_ts = Some(now);
+        }
+        op.history.push(format!("service:{}", op.status.as_str()));
+        self.service_changes.push(idx);
+        Ok(())
+    }
+}
