@@ -160,11 +160,12 @@ fn process(
     exec.check_token(token)?;
 
     let updates = request.updates.as_deref().unwrap_or_default();
+    let exec_op_id = exec.exec_op_id.clone();
     let valid = rules::validate(
         updates,
         request.client_token.as_deref(),
         |id| exec.view(id),
-        &exec.exec_op_id,
+        &exec_op_id,
         limits,
     )?;
 
@@ -180,7 +181,12 @@ fn process(
         exec.applied.push(AppliedUpdate {
             checkpoint,
             index: update.index,
-            id: update.id.to_owned(),
+            // As sent: an EXECUTION update may name an Id other than the operation it completes.
+            id: update
+                .update
+                .id
+                .clone()
+                .unwrap_or_else(|| update.id.to_owned()),
             op_type: update.op_type.as_str().to_owned(),
             action: update.action.as_str().to_owned(),
             client_token: request.client_token.clone(),

@@ -62,7 +62,8 @@
 //! # Rules
 //!
 //! Summarised from the `rules` module: `Id`/`ParentId` format; at most one EXECUTION
-//! update, last, naming [`ExecutionSnapshot::execution_operation_id`]; one update per
+//! update, last, applied to the execution's own operation
+//! ([`ExecutionSnapshot::execution_operation_id`]) whatever Id it names; one update per
 //! Id except START plus one non-START for a STEP or CONTEXT; `ParentId` names a CONTEXT
 //! that exists or was started earlier in the request; legal status transitions
 //! (STEP: START, SUCCEED, FAIL, RETRY; CONTEXT: START, SUCCEED, FAIL; WAIT, CALLBACK,

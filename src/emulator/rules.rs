@@ -13,8 +13,8 @@
 //!   [`EmulatorLimits::max_payload_bytes`] ([`EmulatorLimits::max_execution_payload_bytes`] for an
 //!   EXECUTION update); all `Error` fields together ≤ [`EmulatorLimits::max_error_bytes`];
 //!   optional cap on the number of updates ([`EmulatorLimits::max_updates`]).
-//! - At most one EXECUTION update, and it is the last one; its `Id` must be the
-//!   execution's own operation (the EXECUTION operation the service created).
+//! - At most one EXECUTION update, and it is the last one. Its `Id` is not checked, as the
+//!   service does not check it: it applies to the execution's own operation whatever it names.
 //! - One update per `Id`, except that a STEP or CONTEXT may carry a START followed by
 //!   exactly one non-START update.
 //! - A `ParentId` names a CONTEXT that exists or was STARTed earlier in the request.
@@ -203,7 +203,6 @@ pub(crate) enum Rule {
     TooManyUpdates,
     MultipleExecutionUpdates,
     ExecutionNotLast,
-    ExecutionId,
     DuplicateId,
     Parent,
     TypeMismatch,
@@ -224,7 +223,6 @@ impl fmt::Display for Rule {
             Self::TooManyUpdates => "too many updates",
             Self::MultipleExecutionUpdates => "one execution update per request",
             Self::ExecutionNotLast => "execution update must be last",
-            Self::ExecutionId => "execution update must name the execution operation",
             Self::DuplicateId => "one update per id",
             Self::Parent => "parent must be a context",
             Self::TypeMismatch => "type mismatch",
@@ -344,7 +342,7 @@ pub(crate) fn validate<'a, F>(
     updates: &'a [OperationUpdate],
     client_token: Option<&str>,
     existing: F,
-    execution_op_id: &str,
+    execution_op_id: &'a str,
     limits: &EmulatorLimits,
 ) -> Result<Vec<ValidUpdate<'a>>, RuleViolation>
 where
@@ -474,14 +472,16 @@ where
                     "the EXECUTION update must be the last update of the request".to_owned(),
                 ));
             }
-            if id != execution_op_id {
-                return Err(fail(
-                    Rule::ExecutionId,
-                    format!("the execution operation's Id is {execution_op_id:?}"),
-                ));
-            }
             execution_seen = true;
         }
+        // The service does not check an EXECUTION update's Id: the official SDKs send an
+        // oversized result under an Id of their own (docs/PROTOCOL.md, "Request rules"). The
+        // update applies to the execution's own operation whatever it names.
+        let id = if op_type == OpType::Execution {
+            execution_op_id
+        } else {
+            id
+        };
 
         // Current view of the operation: this request's effect first, then the store.
         let prior = seen.get(id);
@@ -581,6 +581,28 @@ mod tests {
 
     fn run(updates: &[OperationUpdate]) -> Result<Vec<ValidUpdate<'_>>, RuleViolation> {
         validate(updates, None, |_| None, "exec", &EmulatorLimits::default())
+    }
+
+    #[test]
+    fn an_execution_update_completes_the_execution_whatever_id_it_names() {
+        for id in ["exec", "execution-result-1700000000000", "a1b2c3d4e5f6"] {
+            let mut update = upd(id, "EXECUTION", "SUCCEED");
+            update.payload = Some("\"big result\"".to_owned());
+            let ups = [update];
+            let started = |op: &str| {
+                (op == "exec").then_some(OpView {
+                    op_type: OpType::Execution,
+                    status: Status::Started,
+                })
+            };
+            let ok = validate(&ups, None, started, "exec", &EmulatorLimits::default())
+                .unwrap_or_else(|e| panic!("{id}: {}", e.detail));
+            assert_eq!(
+                ok[0].id, "exec",
+                "{id}: applies to the execution's own operation"
+            );
+            assert_eq!(ok[0].to, Status::Succeeded);
+        }
     }
 
     #[test]
