@@ -12,12 +12,13 @@
 //! refuses a second START of a started step.
 //!
 //! Output: a result over [`MAX_RESPONSE_BYTES`] is checkpointed as an EXECUTION SUCCEED update
-//! and the output's `Result` is left out. A token the service revoked (a response without a new
-//! token, or a checkpoint refused as `Invalid checkpoint token`: either way the service holds a
-//! newer one) returns `PENDING`; the service invokes the function again. An execution-scope
-//! failure (the service rejected an update) returns `FAILED` with the error. Anything else
-//! (throttling or 5xx that outlasted the retries, unreadable state) returns `Err`, so that Lambda
-//! retries the invocation, which replays from what is durable.
+//! and the output's `Result` is left out. A token the service revoked (a checkpoint answered
+//! without a new one) returns `PENDING`; the service invokes the function again. An
+//! execution-scope failure (the service rejected an update), an update refused locally or an
+//! input that is not JSON returns `FAILED` with the error: replaying cannot mend them. Anything
+//! else (a token refused as stale, throttling or 5xx that outlasted the retries, unreadable
+//! state) returns `Err`, so that Lambda retries the invocation, which replays from what is
+//! durable.
 //!
 //! `cargo run --example durable_map --features lambda` builds it and waits for the Lambda
 //! runtime API, as any handler does. `RealBackend::from_env` reads the standard AWS
@@ -61,18 +62,22 @@ pub async fn handle(
         Ok(output) => output,
         Err(error) => match error.downcast_ref::<BatcherError>() {
             Some(e) if revoked(e) => InvocationOutput::Pending,
-            Some(e) if e.scope() == Some(FailureScope::Execution) => {
-                let error_type = match e.kind() {
-                    Some(ErrorKind::Kms) => "CheckpointKmsFailure",
-                    _ => "CheckpointRejected",
-                };
-                let error = ErrorObject::builder().error_type(error_type);
-                InvocationOutput::failed(error.error_message(e.to_string()).build())
-            }
+            Some(e) if e.scope() == Some(FailureScope::Execution) => match e.kind() {
+                Some(ErrorKind::Kms) => failed("CheckpointKmsFailure", e),
+                _ => failed("CheckpointRejected", e),
+            },
+            // Replaying cannot mend a bad update or bad input: fail the execution.
+            Some(e @ BatcherError::InvalidUpdate(_)) => failed("InvalidUpdate", e),
+            None if error.is::<serde_json::Error>() => failed("InvalidInput", &*error),
             _ => return Err(error),
         },
     };
     Ok(output.to_value())
+}
+
+fn failed(error_type: &str, error: &dyn std::error::Error) -> InvocationOutput {
+    let object = ErrorObject::builder().error_type(error_type);
+    InvocationOutput::failed(object.error_message(error.to_string()).build())
 }
 
 /// The map itself; every error is returned for [`handle`] to map to an output.
@@ -137,9 +142,9 @@ fn update(id: &str, ty: OperationType, action: OperationAction) -> OperationUpda
     OperationUpdate::builder().id(id).r#type(ty).action(action)
 }
 
-/// Whether the service revoked this invocation's token: it holds a newer one and will invoke
-/// the function again.
+/// Whether the service revoked this invocation's token (a checkpoint answered without a new
+/// one): it will invoke the function again. A token refused as stale (`Invalid checkpoint
+/// token`) is an invocation failure instead, returned as `Err` for Lambda to retry.
 fn revoked(error: &BatcherError) -> bool {
     matches!(error, BatcherError::Closed(closed) if closed.reason() == CloseReason::TokenRevoked)
-        || error.kind() == Some(ErrorKind::InvalidCheckpointToken)
 }

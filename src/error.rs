@@ -240,6 +240,9 @@ struct FailureInner {
 pub(crate) enum FailedCall {
     Checkpoint,
     StatePage,
+    /// Not a call of this update's: an earlier batch was applied but its state pages could not
+    /// be read, and this update was refused without being sent.
+    AfterStatePage,
 }
 
 impl BatchFailure {
@@ -281,16 +284,34 @@ impl BatchFailure {
     pub fn scope(&self) -> FailureScope {
         match self.inner.during {
             FailedCall::Checkpoint => self.inner.cause.kind().scope(),
-            FailedCall::StatePage => FailureScope::Invocation,
+            FailedCall::StatePage | FailedCall::AfterStatePage => FailureScope::Invocation,
         }
     }
 
     /// Whether the checkpoint itself was applied and only reading the state pages that followed
     /// it failed: the batch's updates are durable, though their callers were answered with
-    /// this failure.
+    /// this failure. Only the callers of that batch are told so; updates refused after it
+    /// (queued behind it, or submitted later) were never sent, and their failure says `false`.
     #[must_use]
     pub fn checkpoint_applied(&self) -> bool {
         self.inner.during == FailedCall::StatePage
+    }
+
+    /// The same failure as told to an update that was not in the failed batch: never sent.
+    pub(crate) fn for_unsent(&self) -> Self {
+        if self.inner.during != FailedCall::StatePage {
+            return self.clone();
+        }
+        let cause = &self.inner.cause;
+        let mut unsent = BackendError::new(cause.kind, cause.message.clone());
+        unsent.status = cause.status;
+        unsent.retry_after = cause.retry_after;
+        Self::new(
+            unsent,
+            self.inner.sequence,
+            self.inner.attempts,
+            FailedCall::AfterStatePage,
+        )
     }
 
     /// The sequence number of the batch that failed.
@@ -311,6 +332,9 @@ impl fmt::Display for BatchFailure {
         let what = match self.inner.during {
             FailedCall::Checkpoint => "checkpoint batch",
             FailedCall::StatePage => "reading the execution state after applied checkpoint batch",
+            FailedCall::AfterStatePage => {
+                "not sent: reading the execution state after applied checkpoint batch"
+            }
         };
         let attempts = self.inner.attempts;
         let plural = if attempts == 1 { "" } else { "s" };

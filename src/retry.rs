@@ -41,12 +41,18 @@ const THROTTLING_CODES: [&str; 4] = [
 /// Error codes that refuse the caller's credentials or permissions: the request is fine, the
 /// caller is not (an expired session, a wrong clock, a missing permission). The invocation
 /// fails, not the execution (docs/PROTOCOL.md, "Error classification").
-const CREDENTIALS_CODES: [&str; 5] = [
+const CREDENTIALS_CODES: [&str; 11] = [
     "ExpiredTokenException",
+    "ExpiredToken",
     "UnrecognizedClientException",
+    "InvalidClientTokenId",
     "InvalidSignatureException",
     "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "RequestExpired",
     "AccessDeniedException",
+    "NotAuthorized",
 ];
 
 /// Classifies a failed response that carried no typed error, from its status, its error code
@@ -56,9 +62,11 @@ const CREDENTIALS_CODES: [&str; 5] = [
 /// - a throttling code (`TooManyRequestsException`, `ThrottlingException`, `Throttling`,
 ///   `RequestLimitExceeded`) with any status, or a 429: throttled.
 /// - a code refusing the caller's credentials or permissions (`ExpiredTokenException`,
-///   `UnrecognizedClientException`, `InvalidSignatureException`, `SignatureDoesNotMatch`,
-///   `AccessDeniedException`): [`ErrorKind::Credentials`], which fails the invocation, not the
-///   execution.
+///   `UnrecognizedClientException`, `InvalidClientTokenId`, `InvalidSignatureException`,
+///   `SignatureDoesNotMatch`, `IncompleteSignature`, `MissingAuthenticationToken`,
+///   `RequestExpired`, `AccessDeniedException`, `NotAuthorized`, ...):
+///   [`ErrorKind::Credentials`], which fails the invocation, not the execution.
+/// - a 408 (a request timeout from something in between): transient.
 /// - an error code starting with `KMS`: KMS. The service always sends its KMS errors with their
 ///   code; a 502 or 503 without one comes from a proxy or gateway in between, and is transient.
 /// - other 4xx: an invalid checkpoint token when the message says so, otherwise rejected. A
@@ -84,6 +92,8 @@ pub(crate) fn kind_for_status(status: u16, code: Option<&str>, message: &str) ->
         400..=499 if is_invalid_checkpoint_token_message(message) => {
             ErrorKind::InvalidCheckpointToken
         }
+        // A request timeout from something in between: the request itself was not judged.
+        408 => ErrorKind::Transient,
         400..=499 => ErrorKind::Rejected,
         _ => ErrorKind::Transient,
     }
@@ -200,6 +210,11 @@ mod tests {
             "the service always names its KMS errors; a bare 502 is a proxy"
         );
         assert_eq!(kind_for_status(503, None, ""), ErrorKind::Transient);
+        assert_eq!(
+            kind_for_status(408, None, "Request Timeout"),
+            ErrorKind::Transient,
+            "a proxy's request timeout did not judge the request"
+        );
         for code in [
             "KMSAccessDeniedException",
             "KMSDisabledException",

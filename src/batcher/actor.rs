@@ -354,12 +354,13 @@ impl Actor {
         };
         match token {
             Some(token) => {
-                let grew = token.len() != self.token.len();
+                let before = envelope_bytes(&self.token, CLIENT_TOKEN_LEN);
                 self.token = token.into();
-                if grew {
-                    // The envelope changed size, and with it what fits in the next batch.
-                    self.queue
-                        .reassemble(envelope_bytes(&self.token, CLIENT_TOKEN_LEN));
+                let after = envelope_bytes(&self.token, CLIENT_TOKEN_LEN);
+                if after != before {
+                    // The envelope changed size (its escaped bytes, not only its length), and
+                    // with it what fits in the next batch.
+                    self.queue.reassemble(after);
                 }
             }
             None => {
@@ -369,7 +370,8 @@ impl Actor {
                     CloseReason::TokenRevoked
                 };
                 tracing::info!(?reason, "the service ended the token chain");
-                self.stop(BatcherError::closed(reason), Vec::new(), 0);
+                let closed = BatcherError::closed(reason);
+                self.stop(closed.clone(), Vec::new(), &closed, 0);
             }
         }
     }

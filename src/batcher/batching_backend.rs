@@ -18,26 +18,33 @@ use aws_sdk_lambda::types::{CheckpointUpdatedExecutionState, OperationUpdate};
 use super::ack::CheckpointAck;
 use super::handle::BatcherHandle;
 use crate::backend::DurableBackend;
-use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind, FailureScope};
+use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
 
 /// A [`DurableBackend`] whose checkpoints go through a running batcher.
 ///
 /// - `checkpoint` queues the call's updates as one group
 ///   ([`BatcherHandle::checkpoint_all`]): they stay in order, in one request whenever they fit
 ///   its limits together, and the call returns once all of them are durable. An empty call is
-///   a [`refresh`](BatcherHandle::refresh).
+///   a [`refresh`](BatcherHandle::refresh). A call larger than one request (over 250 updates or
+///   750 KiB) is split in order: unlike one request to the service, it is then not atomic, and
+///   a failure can leave its first part applied.
 /// - **The token and the client token passed in are ignored**: the batcher owns the chain and
 ///   gives every request its own client token, so a caller may pass a stale or made-up token.
 ///   The output carries the token the batch returned (the batcher's current one, unless a later
-///   batch went since) and the batch's new execution state.
+///   batch went since) and the new execution state of the batch that carried the call's last
+///   update: the operations that batch changed, the call's own among them. Changes the service
+///   reported to other batches are in their callers' outputs, not this one; code that tracks
+///   state from outputs alone should read it with `get_execution_state`.
 /// - `get_execution_state` passes through to the backend given at construction, with the
 ///   token the caller passes.
 ///
-/// A batcher failure becomes a [`BackendError`] of the same scope: an execution-scope failure
-/// keeps its kind ([`ErrorKind::Rejected`], [`ErrorKind::Kms`]); a revoked or stale token, or a
-/// completed execution, is [`ErrorKind::InvalidCheckpointToken`]; anything else that should
-/// fail the invocation (retries exhausted, a dead worker, a batcher shut down) is
-/// [`ErrorKind::Transient`]. The batcher already retried, so the caller should not.
+/// A batcher failure becomes a [`BackendError`] of the same scope: a failure keeps its kind
+/// ([`ErrorKind::Rejected`], [`ErrorKind::Kms`], [`ErrorKind::Credentials`], ...), except one
+/// whose checkpoint was applied and only its state pages failed, which is
+/// [`ErrorKind::Transient`] (the invocation's, never the execution's); a revoked token or a
+/// completed execution is [`ErrorKind::InvalidCheckpointToken`]; an update refused locally is
+/// [`ErrorKind::Rejected`]; a dead worker or a batcher shut down is [`ErrorKind::Transient`].
+/// The batcher already retried: a caller that retries a latched failure gets it again at once.
 ///
 /// # Examples
 ///
@@ -128,12 +135,11 @@ fn output(ack: &CheckpointAck) -> CheckpointDurableExecutionOutput {
 
 fn backend_error(error: BatcherError) -> BackendError {
     let kind = match &error {
-        BatcherError::Failed(failure) if failure.scope() == FailureScope::Execution => {
-            failure.kind()
+        // Its scope is the invocation's whatever the cause: keep it so for the caller.
+        BatcherError::Failed(failure) if failure.scope() != failure.kind().scope() => {
+            ErrorKind::Transient
         }
-        BatcherError::Failed(failure) if failure.kind() == ErrorKind::InvalidCheckpointToken => {
-            ErrorKind::InvalidCheckpointToken
-        }
+        BatcherError::Failed(failure) => failure.kind(),
         BatcherError::Closed(closed)
             if matches!(
                 closed.reason(),

@@ -249,7 +249,7 @@ where
 {
     let what = match during {
         FailedCall::Checkpoint => "checkpoint call",
-        FailedCall::StatePage => "state page call",
+        FailedCall::StatePage | FailedCall::AfterStatePage => "state page call",
     };
     let (result, made) = with_retries(policy, rng, what, || shared.record_retry(), call).await;
     *attempts += made;

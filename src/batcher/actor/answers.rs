@@ -73,7 +73,9 @@ impl Actor {
         let updates = flight.replies.len();
         let mut first: Vec<AckSender> = flight.replies.into_iter().flatten().collect();
         first.extend(flight.refreshes);
-        self.stop(BatcherError::Failed(failure), first, updates);
+        // Everyone else gets the failure as it concerns them: their updates were not sent.
+        let unsent = BatcherError::Failed(failure.for_unsent());
+        self.stop(unsent, first, &BatcherError::Failed(failure), updates);
     }
 
     /// Answers the callers of the last batch that succeeded, then the flushes it completed.
@@ -103,15 +105,17 @@ impl Actor {
         }
     }
 
-    /// Stops for good: stores `error` where handles read it, closes the channel, and answers
-    /// `first` (the failed batch's callers, `first_updates` updates), then everything queued,
-    /// with it. Messages still in the channel are answered as they are drained; shutdowns are
-    /// answered last, by [`exit`](Self::exit), once every accepted update has its answer.
+    /// Stops for good: stores `error` where handles read it, closes the channel, answers
+    /// `first` (the failed batch's callers, `failed_updates` updates) with `first_error`, then
+    /// everything queued with `error`. Messages still in the channel are answered as they are
+    /// drained; shutdowns are answered last, by [`exit`](Self::exit), once every accepted update
+    /// has its answer.
     pub(super) fn stop(
         &mut self,
         error: BatcherError,
         first: Vec<AckSender>,
-        first_updates: usize,
+        first_error: &BatcherError,
+        failed_updates: usize,
     ) {
         // The last successful batch's callers are answered first: answers keep batch order.
         self.deliver();
@@ -119,13 +123,12 @@ impl Actor {
         self.shared.set_terminal(&error);
         self.rx.close();
         self.shared
-            .record_unacknowledged(first_updates + self.queue.len());
+            .record_unacknowledged(failed_updates + self.queue.len());
+        for reply in first {
+            let _ = reply.send(Err(first_error.clone()));
+        }
         let queued = self.queue.drain().filter_map(|s| s.reply);
-        for reply in first
-            .into_iter()
-            .chain(queued)
-            .chain(self.refreshes.drain(..))
-        {
+        for reply in queued.chain(self.refreshes.drain(..)) {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, reply) in self.flushes.drain(..) {
