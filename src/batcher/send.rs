@@ -152,6 +152,9 @@ impl SendJob {
         let (mut operations, mut marker) = output
             .new_execution_state
             .map(|state| (state.operations.unwrap_or_default(), state.next_marker))
+            // An empty marker is the last page's, as a missing one is (docs/PROTOCOL.md, "State
+            // paging"): sent back, it would restart the listing.
+            .map(|(operations, marker)| (operations, marker.filter(|m| !m.is_empty())))
             .unwrap_or_default();
         // More operations are waiting: fetch them with the new token before acknowledging, so
         // callers never act on half of the state (the TypeScript SDK ignored NextMarker). From
@@ -196,7 +199,7 @@ impl SendJob {
             let page = page?;
             operations.extend(page.operations);
             let _ = seen.insert(page_marker);
-            marker = page.next_marker;
+            marker = page.next_marker.filter(|m| !m.is_empty());
         }
         Ok(Sent {
             token,
@@ -207,17 +210,16 @@ impl SendJob {
 }
 
 /// Why the state pages of an applied checkpoint cannot be followed to `marker`, if they cannot:
-/// an empty or repeated marker (a service that would loop), or more pages or operations than
-/// [`MAX_STATE_PAGES`] and [`MAX_STATE_OPERATIONS`] allow (memory).
+/// a repeated marker (a service that would loop), or more pages or operations than
+/// [`MAX_STATE_PAGES`] and [`MAX_STATE_OPERATIONS`] allow (memory). An empty marker never gets
+/// here: it ends the pages, as no marker does.
 fn page_problem(
     marker: &str,
     seen: &HashSet<String>,
     pages: u32,
     operations: usize,
 ) -> Option<String> {
-    if marker.is_empty() {
-        Some("the service returned an empty NextMarker".to_owned())
-    } else if seen.contains(marker) {
+    if seen.contains(marker) {
         Some("the service returned a NextMarker it had returned before".to_owned())
     } else if pages > MAX_STATE_PAGES {
         Some(format!(
