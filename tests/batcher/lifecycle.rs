@@ -1,15 +1,13 @@
 //! Refresh, flush, shutdown, dropped callers, dropped workers and backpressure.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use checkpoint_batcher::{
     AckFuture, BatcherConfig, BatcherError, BatcherHandle, CheckpointBatcher, CloseReason,
     FaultyBackend, InMemoryBackend,
 };
-use common::*;
 
 #[test]
 fn the_handle_and_its_futures_can_cross_threads() {

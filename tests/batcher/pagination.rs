@@ -1,11 +1,10 @@
-//! Semantic 7: a `NextMarker` in a checkpoint response is followed, with retries and with the
+//! Pagination: a `NextMarker` in a checkpoint response is followed, with retries and with the
 //! new token, before the batch is acknowledged.
-
-mod common;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::support::*;
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
@@ -16,7 +15,6 @@ use aws_sdk_lambda::types::{
 use checkpoint_batcher::{
     BackendError, BatcherError, CheckpointBatcher, DurableBackend, ErrorKind, FailureScope,
 };
-use common::*;
 
 fn operation(id: &str) -> Operation {
     Operation::builder()

@@ -2,11 +2,10 @@
 //! caller is told when the worker task itself dies: `Ok` only for what the service
 //! acknowledged, never a success for an update that was refused or left unwritten.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
@@ -15,7 +14,6 @@ use checkpoint_batcher::{
     BackendError, BatcherError, BatcherHandle, CheckpointBatcher, CloseReason, DurableBackend,
     ErrorKind, FailureScope, Fault, InMemoryBackend,
 };
-use common::*;
 use tokio::task::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -1,15 +1,13 @@
-//! Semantic 4: retries with backoff, honouring Retry-After, with the same token, updates and
+//! Retries with backoff, honouring Retry-After, with the same token, updates and
 //! client token.
-
-mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use checkpoint_batcher::{
     BatcherConfig, BatcherError, ErrorKind, FailureScope, Fault, RetryPolicy,
 };
-use common::*;
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]

@@ -1,14 +1,12 @@
-//! Semantic 8: local validation fails only the caller of a bad update; configuration errors
+//! Local validation fails only the caller of a bad update; configuration errors
 //! name their field.
-
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_lambda::types::OperationUpdate;
 use checkpoint_batcher::{BatcherConfig, BatcherError, CheckpointBatcher, InMemoryBackend};
-use common::*;
 
 #[tokio::test(start_paused = true)]
 async fn an_invalid_update_fails_its_caller_only_and_others_go_through() {

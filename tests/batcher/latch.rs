@@ -1,12 +1,10 @@
-//! Semantic 5: the failure latch. Every caller of the failed batch, everything queued and every
+//! The failure latch: Every caller of the failed batch, everything queued and every
 //! later call gets the same error, classified, and nothing hangs.
-
-mod common;
 
 use std::time::Duration;
 
+use crate::support::*;
 use checkpoint_batcher::{BatcherError, ErrorKind, FailureScope, Fault};
-use common::*;
 
 async fn failed_rig(kind: ErrorKind) -> (Rig, Vec<checkpoint_batcher::AckFuture>) {
     let rig = rig(config());

@@ -1,9 +1,7 @@
-//! Semantic 9: one span per batch with its figures; payloads and tokens never logged.
+//! Tracing: one span per batch with its figures; payloads and tokens never logged.
 
-mod common;
-
+use crate::support::*;
 use checkpoint_batcher::Fault;
-use common::*;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 #[tokio::test(start_paused = true)]

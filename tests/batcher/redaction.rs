@@ -1,18 +1,15 @@
 //! Secrets stay out of `Debug`, `Display` and logs: no public type that can hold a checkpoint
 //! token or a payload prints either, and the batcher logs neither at any level.
-#![cfg(feature = "emulator")]
-
-mod common;
 
 use std::sync::Arc;
 
+use crate::support::*;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use checkpoint_batcher::emulator::Emulator;
 use checkpoint_batcher::{
     BackendError, BatcherConfig, CheckpointBatcher, ErrorKind, Fault, FaultyBackend,
     InMemoryBackend, RealBackend,
 };
-use common::*;
 
 const PAYLOAD: &str = "\"PAYLOAD-6f1d2c-NEVER-LOGGED\"";
 

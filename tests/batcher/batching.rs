@@ -1,14 +1,12 @@
-//! Semantics 1 and 2: one call in flight, the token chain, submission order and the rules that
-//! close a batch.
-
-mod common;
+//! Batching: one call in flight, the token chain, submission order and the rules that close a
+//! batch.
 
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_lambda::types::{OperationAction, OperationType};
 use checkpoint_batcher::internals::{request_bytes, update_bytes};
 use checkpoint_batcher::{BatcherConfig, Fault};
-use common::*;
 
 #[tokio::test(start_paused = true)]
 async fn one_call_is_in_flight_and_each_carries_the_token_the_previous_returned() {

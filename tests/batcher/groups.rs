@@ -1,18 +1,16 @@
 //! Groups of updates (`submit_all`, `checkpoint_all`) and the drop-in `BatchingBackend` that
 //! uses them: a group stays together and in order, in one request whenever it fits.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_lambda::types::{OperationAction, OperationType};
 use checkpoint_batcher::{
     BatcherConfig, BatcherError, BatchingBackend, CheckpointBatcher, DurableBackend, FaultyBackend,
     InMemoryBackend, RandomFaults,
 };
-use common::*;
 
 /// The Ids each checkpoint call carried, in order.
 fn calls(rig: &Rig) -> Vec<Vec<String>> {

@@ -1,13 +1,11 @@
-//! Semantic 6: a response without a token ends the chain.
-
-mod common;
+//! The end of the chain: a response without a token ends it.
 
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::types::{OperationAction, OperationType};
 use checkpoint_batcher::{BatcherError, CloseReason, FailureScope, Fault};
-use common::*;
 
 #[tokio::test(start_paused = true)]
 async fn an_execution_completion_is_acknowledged_without_a_token_then_the_batcher_closes() {

@@ -1,11 +1,9 @@
-//! Semantic 3: when a batch goes. Under paused time, so every span is exact.
-
-mod common;
+//! When a batch goes. Under paused time, so every span is exact.
 
 use std::time::Duration;
 
+use crate::support::*;
 use checkpoint_batcher::{BatcherConfig, Fault};
-use common::*;
 use tokio::time::Instant;
 
 const LATENCY: Duration = Duration::from_millis(7);
