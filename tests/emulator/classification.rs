@@ -1,20 +1,17 @@
 //! How `RealBackend` classifies what comes back over real HTTP: each error code and status the
 //! service (or something between it and the client) may answer, through the real
 //! `aws-sdk-lambda` client, against a canned responder on loopback.
-#![cfg(feature = "emulator")]
-
-mod common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use checkpoint_batcher::{
     BatcherConfig, CheckpointBatcher, DurableBackend, ErrorKind, FailureScope, RealBackend,
 };
-use common::*;
 
 /// One canned answer: status, `X-Amzn-ErrorType` (if any), extra headers, body.
 #[derive(Clone, Debug)]
