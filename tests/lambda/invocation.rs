@@ -1,14 +1,12 @@
 //! The invocation of a durable function: the event parsed into the SDK's types, the complete
 //! history loaded across pages (through a scripted double and through the emulator over real
 //! HTTP), and the output in the service's exact format.
-#![cfg(all(feature = "lambda", feature = "emulator"))]
-
-mod common;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
@@ -21,7 +19,6 @@ use checkpoint_batcher::invocation::{
     History, InvocationError, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES,
 };
 use checkpoint_batcher::{BackendError, DurableBackend, ErrorKind, RealBackend, RetryPolicy};
-use common::*;
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/x/1";

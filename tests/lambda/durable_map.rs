@@ -3,20 +3,19 @@
 //! invocation that replays, the same under faults, and each documented output (a result over
 //! the response limit, a revoked token, a rejected update, an invocation-scope failure). Also
 //! `CheckpointBatcher::for_invocation`, with which the handler starts.
-#![cfg(all(feature = "lambda", feature = "emulator"))]
 
-mod common;
 #[allow(
     dead_code,
     reason = "the tests call `handle`; `main` waits for the Lambda runtime"
 )]
-#[path = "../examples/durable_map.rs"]
+#[path = "../../examples/durable_map.rs"]
 mod durable_map;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{start, succeed};
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
@@ -29,7 +28,6 @@ use checkpoint_batcher::{
     BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, ErrorKind, RealBackend,
     RetryPolicy, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
 };
-use common::{start, succeed};
 use durable_map::handle;
 use serde_json::{Value, json};
 
