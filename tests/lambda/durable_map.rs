@@ -9,7 +9,7 @@
     reason = "the tests call `handle`; `main` waits for the Lambda runtime"
 )]
 #[path = "../../examples/durable_map.rs"]
-mod durable_map;
+mod example;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use checkpoint_batcher::{
     BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, ErrorKind, RealBackend,
     RetryPolicy, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
 };
-use durable_map::handle;
+use example::handle;
 use serde_json::{Value, json};
 
 const ITEMS: u64 = 2000;
