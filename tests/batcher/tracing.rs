@@ -4,8 +4,9 @@ use crate::support::*;
 use checkpoint_batcher::Fault;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-#[tokio::test(start_paused = true)]
-async fn each_batch_has_a_span_with_its_figures_and_no_payload_or_token_is_logged() {
+/// Captures everything logged at every level, with a line per closed span, until the guard
+/// is dropped.
+fn capture_traces() -> (Capture, tracing::subscriber::DefaultGuard) {
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -14,7 +15,12 @@ async fn each_batch_has_a_span_with_its_figures_and_no_payload_or_token_is_logge
         .with_span_events(FmtSpan::CLOSE)
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (capture, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_batch_has_a_span_with_its_figures_and_no_payload_or_token_is_logged() {
+    let (capture, _guard) = capture_traces();
 
     let rig = rig(config());
     rig.faulty.push(Fault::Transient);
@@ -78,15 +84,7 @@ async fn a_batch_span_counts_checkpoint_attempts_and_page_attempts_apart() {
     use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
     use aws_sdk_lambda::types::CheckpointUpdatedExecutionState;
 
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = capture_traces();
 
     let rig = rig(config());
     // Two failed attempts, then an answer that announces one more page, which the in-memory

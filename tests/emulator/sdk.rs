@@ -16,8 +16,17 @@ use checkpoint_batcher::{
     RealBackend, RetryPolicy,
 };
 
+/// The SDK client aimed at the emulator, without retries.
 fn sdk_client(emu: &Emulator) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    sdk_client_retrying(emu, aws_sdk_lambda::config::retry::RetryConfig::disabled())
+}
+
+/// The SDK client aimed at the emulator, retrying per `retry`.
+fn sdk_client_retrying(
+    emu: &Emulator,
+    retry: aws_sdk_lambda::config::retry::RetryConfig,
+) -> aws_sdk_lambda::Client {
+    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_lambda::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -29,7 +38,7 @@ fn sdk_client(emu: &Emulator) -> aws_sdk_lambda::Client {
             "emulator",
         ))
         .endpoint_url(emu.endpoint_url())
-        .retry_config(RetryConfig::disabled())
+        .retry_config(retry)
         .build();
     aws_sdk_lambda::Client::from_conf(config)
 }
@@ -240,27 +249,12 @@ async fn the_sdk_retrying_a_lost_answer_is_applied_once() {
     use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
     let emu = default_emulator().await;
     let (arn, t0) = emu.start_execution("sdk-retry");
-    let client = {
-        use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-        let config = aws_sdk_lambda::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "emulator",
-            ))
-            .endpoint_url(emu.endpoint_url())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(Duration::from_millis(1)),
-            )
-            .build();
-        aws_sdk_lambda::Client::from_conf(config)
-    };
+    let client = sdk_client_retrying(
+        &emu,
+        aws_sdk_lambda::config::retry::RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(1)),
+    );
     // Seed 0x5EED with rate 0.5: the first answer is lost, a later attempt gets through
     // (checked by the assertions below, so a change of generator shows up here).
     emu.set_faults(Faults {
