@@ -1,0 +1,272 @@
+//! Pagination: a `NextMarker` in a checkpoint response is followed, with retries and with the
+//! new token, before the batch is acknowledged.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::support::*;
+use async_trait::async_trait;
+use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
+use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
+use aws_sdk_lambda::primitives::DateTime;
+use aws_sdk_lambda::types::{
+    CheckpointUpdatedExecutionState, Operation, OperationStatus, OperationType, OperationUpdate,
+};
+use checkpoint_batcher::{
+    BackendError, BatcherError, CheckpointBatcher, DurableBackend, ErrorKind, FailureScope,
+};
+
+fn operation(id: &str) -> Operation {
+    Operation::builder()
+        .id(id)
+        .r#type(OperationType::Step)
+        .status(OperationStatus::Succeeded)
+        .start_timestamp(DateTime::from_secs(0))
+        .build()
+        .unwrap()
+}
+
+/// Answers the first checkpoint with one operation and a marker, serves two more pages, and
+/// fails the first page request with a transient error (or every one, when `broken`).
+/// One state request: token, marker and page size.
+type StateCall = (String, Option<String>, Option<i32>);
+
+#[derive(Debug, Default)]
+struct Paged {
+    state_calls: Mutex<Vec<StateCall>>,
+    broken: bool,
+}
+
+#[async_trait]
+impl DurableBackend for Paged {
+    async fn checkpoint(
+        &self,
+        _arn: &str,
+        _token: &str,
+        _updates: Vec<OperationUpdate>,
+        _client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        Ok(CheckpointDurableExecutionOutput::builder()
+            .checkpoint_token("new-token")
+            .new_execution_state(
+                CheckpointUpdatedExecutionState::builder()
+                    .operations(operation("op1"))
+                    .next_marker("m1")
+                    .build(),
+            )
+            .build())
+    }
+
+    async fn get_execution_state(
+        &self,
+        _arn: &str,
+        token: &str,
+        marker: Option<&str>,
+        max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        let attempt = {
+            let mut calls = self.state_calls.lock().unwrap();
+            calls.push((token.to_owned(), marker.map(str::to_owned), max_items));
+            calls.len()
+        };
+        if attempt == 1 || self.broken {
+            return Err(BackendError::new(ErrorKind::Transient, "injected").with_status(500));
+        }
+        let (ops, next) = match marker {
+            Some("m1") => (vec![operation("op2"), operation("op3")], Some("m2")),
+            Some("m2") => (vec![operation("op4")], None),
+            other => panic!("unexpected marker {other:?}"),
+        };
+        Ok(GetDurableExecutionStateOutput::builder()
+            .set_operations(Some(ops))
+            .set_next_marker(next.map(str::to_owned))
+            .build()
+            .unwrap())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_page_is_fetched_with_the_new_token_before_the_batch_is_acknowledged() {
+    let backend = std::sync::Arc::new(Paged::default());
+    let batcher = CheckpointBatcher::spawn(backend.clone(), ARN, "t0", config()).unwrap();
+    let a = batcher.submit(start("a")).await.unwrap();
+    let b = batcher.submit(start("b")).await.unwrap();
+    let (a, b) = (
+        within(Duration::from_secs(5), a).await.unwrap(),
+        within(Duration::from_secs(5), b).await.unwrap(),
+    );
+    let ids: Vec<&str> = a.operations().iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["op1", "op2", "op3", "op4"],
+        "every page is in the acknowledgement"
+    );
+    assert!(
+        a.same_batch(&b),
+        "one batch's acks share the operations rather than copying them"
+    );
+    assert!(std::ptr::eq(
+        a.operations().as_ptr(),
+        b.operations().as_ptr()
+    ));
+    let calls = backend.state_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3, "the transient page failure is retried");
+    for (token, _, max_items) in &calls {
+        assert_eq!(
+            token, "new-token",
+            "pages are fetched with the token the checkpoint returned"
+        );
+        assert_eq!(*max_items, Some(1000));
+    }
+    assert_eq!(calls[0].1, calls[1].1, "the retry asks for the same page");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_that_cannot_be_fetched_fails_the_batch_and_latches() {
+    let backend = std::sync::Arc::new(Paged {
+        broken: true,
+        ..Paged::default()
+    });
+    let batcher = CheckpointBatcher::spawn(backend, ARN, "t0", config()).unwrap();
+    let err = within(Duration::from_secs(60), batcher.checkpoint(start("a")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BatcherError::Failed(_)));
+    assert_eq!(err.scope(), Some(FailureScope::Invocation));
+    assert!(
+        err.to_string()
+            .contains("reading the execution state after applied checkpoint"),
+        "{err}"
+    );
+}
+
+/// How the state pages after an applied checkpoint go wrong.
+#[derive(Debug, Clone, Copy)]
+enum PageTrouble {
+    /// The service refuses the marker as a bad request.
+    RejectedMarker,
+    /// The next page names the marker that led to it.
+    RepeatedMarker,
+    /// The next page carries an empty marker.
+    EmptyMarker,
+    /// Every page holds 1000 operations and a new marker.
+    Endless,
+    /// The checkpoint's answer ends the chain (no token) yet announces more pages.
+    NoToken,
+}
+
+#[derive(Debug)]
+struct Troubled {
+    trouble: PageTrouble,
+    pages: Mutex<u32>,
+}
+
+#[async_trait]
+impl DurableBackend for Troubled {
+    async fn checkpoint(
+        &self,
+        _arn: &str,
+        _token: &str,
+        _updates: Vec<OperationUpdate>,
+        _client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        let token = (!matches!(self.trouble, PageTrouble::NoToken)).then(|| "new-token".to_owned());
+        Ok(CheckpointDurableExecutionOutput::builder()
+            .set_checkpoint_token(token)
+            .new_execution_state(
+                CheckpointUpdatedExecutionState::builder()
+                    .operations(operation("op1"))
+                    .next_marker("m1")
+                    .build(),
+            )
+            .build())
+    }
+
+    async fn get_execution_state(
+        &self,
+        _arn: &str,
+        _token: &str,
+        marker: Option<&str>,
+        _max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        let page = {
+            let mut pages = self.pages.lock().unwrap();
+            *pages += 1;
+            *pages
+        };
+        let output = GetDurableExecutionStateOutput::builder();
+        let output = match self.trouble {
+            PageTrouble::RejectedMarker => {
+                return Err(
+                    BackendError::new(ErrorKind::Rejected, "marker expired").with_status(400)
+                );
+            }
+            PageTrouble::RepeatedMarker => output
+                .operations(operation(&format!("p{page}")))
+                .next_marker(marker.unwrap_or_default()),
+            PageTrouble::EmptyMarker => output.operations(operation("p")).next_marker(""),
+            PageTrouble::Endless => (0..1000)
+                .fold(output, |out, i| {
+                    out.operations(operation(&format!("p{page}-{i}")))
+                })
+                .next_marker(format!("m{}", page + 1)),
+            PageTrouble::NoToken => unreachable!("no token, no page"),
+        };
+        Ok(output.build().unwrap())
+    }
+}
+
+async fn checkpoint_through(
+    trouble: PageTrouble,
+) -> (Result<checkpoint_batcher::CheckpointAck, BatcherError>, u32) {
+    let backend = std::sync::Arc::new(Troubled {
+        trouble,
+        pages: Mutex::new(0),
+    });
+    let batcher = CheckpointBatcher::spawn(backend.clone(), ARN, "t0", config()).unwrap();
+    let answer = within(Duration::from_secs(600), batcher.checkpoint(start("a"))).await;
+    let pages = *backend.pages.lock().unwrap();
+    (answer, pages)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_durable_update_whose_state_pages_fail_is_an_invocation_failure_never_an_execution_one() {
+    for (trouble, expected_pages, says) in [
+        (PageTrouble::RejectedMarker, 1, "marker expired"),
+        (PageTrouble::RepeatedMarker, 1, "returned before"),
+        (PageTrouble::EmptyMarker, 1, "empty NextMarker"),
+        (PageTrouble::Endless, 100, "more than 100000 operations"),
+    ] {
+        let (answer, pages) = checkpoint_through(trouble).await;
+        let error = answer.expect_err("the state could not be read in full");
+        let BatcherError::Failed(failure) = &error else {
+            panic!("{trouble:?}: expected a failure, got {error}")
+        };
+        assert_eq!(
+            error.scope(),
+            Some(FailureScope::Invocation),
+            "{trouble:?}: the update is durable, so the execution must not fail: {error}"
+        );
+        assert!(
+            failure.checkpoint_applied(),
+            "{trouble:?}: the failure says the checkpoint was applied"
+        );
+        assert!(error.to_string().contains(says), "{trouble:?}: {error}");
+        assert_eq!(
+            pages, expected_pages,
+            "{trouble:?}: pages fetched before giving up"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pages_announced_by_an_answer_without_a_token_are_reported_missing() {
+    let (answer, pages) = checkpoint_through(PageTrouble::NoToken).await;
+    let ack = answer.expect("the update was applied");
+    assert_eq!(ack.checkpoint_token(), None);
+    assert_eq!(pages, 0, "without a token no page can be read");
+    assert!(
+        !ack.state_complete(),
+        "an acknowledgement must not claim the whole state when pages were left unread"
+    );
+}

@@ -1,0 +1,23 @@
+//! The checkpoint API emulator over real HTTP on loopback: raw HTTP/1.1 requests for exact
+//! status codes, headers and bodies, the real `aws-sdk-lambda` client against it, and how
+//! `RealBackend` classifies what comes back.
+#![cfg(feature = "emulator")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod classification;
+mod idempotency;
+mod injected_faults;
+mod paging;
+mod robustness;
+mod rules;
+mod sdk;
+mod tokens;

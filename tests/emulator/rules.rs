@@ -1,0 +1,405 @@
+//! The request rules: every violation is a 400 that names the rule and consumes nothing, the
+//! allowed sequences follow the documented transitions, and service completions reach the
+//! client through the next checkpoint.
+
+use crate::support::*;
+use checkpoint_batcher::emulator::{Completion, Emulator, EmulatorError, EmulatorLimits};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing() {
+    let emu = Emulator::builder()
+        .limits(EmulatorLimits {
+            max_payload_bytes: 16,
+            max_execution_payload_bytes: 32,
+            max_error_bytes: 16,
+            max_updates: Some(4),
+            ..EmulatorLimits::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let (arn, t0) = emu.start_execution("rules");
+    let exec_id = snapshot(&emu, &arn).execution_operation_id;
+    // Existing state: a started CONTEXT, a started STEP, a finished STEP, a WAIT.
+    let setup = json!([
+        up("ctx", "CONTEXT", "START"),
+        up("run", "STEP", "START"),
+        up("done", "STEP", "START"),
+        up("w", "WAIT", "START"),
+    ]);
+    let t1 = checkpoint(&emu, &arn, &t0, None, setup)
+        .await
+        .token()
+        .unwrap();
+    let t2 = checkpoint(
+        &emu,
+        &arn,
+        &t1,
+        None,
+        json!([up("done", "STEP", "SUCCEED")]),
+    )
+    .await
+    .token()
+    .unwrap();
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "missing Id",
+            json!([{ "Type": "STEP", "Action": "START" }]),
+            "update 0: missing field",
+        ),
+        (
+            "unknown Type",
+            json!([up("a", "TASK", "START")]),
+            "unknown enum value",
+        ),
+        (
+            "unknown Action",
+            json!([up("a", "STEP", "JUMP")]),
+            "unknown enum value",
+        ),
+        (
+            "bad Id chars",
+            json!([up("a b", "STEP", "START")]),
+            "id format",
+        ),
+        (
+            "Id too long",
+            json!([up(&"x".repeat(65), "STEP", "START")]),
+            "id format",
+        ),
+        (
+            "bad ParentId",
+            json!([with(up("a", "STEP", "START"), "ParentId", json!("p/q"))]),
+            "id format",
+        ),
+        (
+            "Name too long",
+            json!([with(
+                up("a", "STEP", "START"),
+                "Name",
+                json!("n".repeat(257))
+            )]),
+            "name too long",
+        ),
+        (
+            "SubType too long",
+            json!([with(
+                up("a", "STEP", "START"),
+                "SubType",
+                json!("s".repeat(33))
+            )]),
+            "subtype too long",
+        ),
+        (
+            "payload too large",
+            json!([with(
+                up("a", "STEP", "START"),
+                "Payload",
+                json!("p".repeat(17))
+            )]),
+            "payload too large",
+        ),
+        (
+            "error too large",
+            json!([with(
+                up("run", "STEP", "FAIL"),
+                "Error",
+                json!({"ErrorMessage": "m".repeat(10), "StackTrace": ["s".repeat(7)]})
+            )]),
+            "error too large",
+        ),
+        (
+            "EXECUTION payload too large",
+            json!([with(
+                up(&exec_id, "EXECUTION", "SUCCEED"),
+                "Payload",
+                json!("p".repeat(33))
+            )]),
+            "payload too large",
+        ),
+        (
+            "too many updates",
+            json!([
+                up("a", "STEP", "START"),
+                up("b", "STEP", "START"),
+                up("c", "STEP", "START"),
+                up("d", "STEP", "START"),
+                up("e", "STEP", "START")
+            ]),
+            "too many updates",
+        ),
+        (
+            "two EXECUTION updates",
+            json!([
+                up(&exec_id, "EXECUTION", "SUCCEED"),
+                up(&exec_id, "EXECUTION", "FAIL")
+            ]),
+            "update 0 (id",
+        ),
+        (
+            "EXECUTION not last",
+            json!([
+                up(&exec_id, "EXECUTION", "SUCCEED"),
+                up("a", "STEP", "START")
+            ]),
+            "execution update must be last",
+        ),
+        (
+            "EXECUTION with a foreign Id",
+            json!([up("other", "EXECUTION", "SUCCEED")]),
+            "execution update must name the execution operation",
+        ),
+        (
+            "START of an EXECUTION",
+            json!([up(&exec_id, "EXECUTION", "START")]),
+            "illegal status transition",
+        ),
+        (
+            "duplicate Id",
+            json!([up("a", "STEP", "START"), up("a", "STEP", "START")]),
+            "update 1 (id \"a\"): one update per id",
+        ),
+        (
+            "two non-START after START",
+            json!([
+                up("a", "STEP", "START"),
+                up("a", "STEP", "RETRY"),
+                up("a", "STEP", "SUCCEED")
+            ]),
+            "update 2 (id \"a\"): one update per id",
+        ),
+        (
+            "WAIT with two updates",
+            json!([up("w9", "WAIT", "START"), up("w9", "WAIT", "CANCEL")]),
+            "one update per id",
+        ),
+        (
+            "unknown parent",
+            json!([with(up("a", "STEP", "START"), "ParentId", json!("nope"))]),
+            "parent must be a context",
+        ),
+        (
+            "parent is a STEP",
+            json!([with(up("a", "STEP", "START"), "ParentId", json!("run"))]),
+            "parent must be a context",
+        ),
+        (
+            "parent started later",
+            json!([
+                with(up("a", "STEP", "START"), "ParentId", json!("c2")),
+                up("c2", "CONTEXT", "START")
+            ]),
+            "update 0 (id \"a\"): parent must be a context",
+        ),
+        (
+            "type mismatch",
+            json!([up("run", "CONTEXT", "SUCCEED")]),
+            "type mismatch",
+        ),
+        (
+            "SUCCEED never started",
+            json!([up("ghost", "STEP", "SUCCEED")]),
+            "never started",
+        ),
+        (
+            "RETRY never started",
+            json!([up("ghost", "STEP", "RETRY")]),
+            "never started",
+        ),
+        (
+            "START of a finished op",
+            json!([up("done", "STEP", "START")]),
+            "finished",
+        ),
+        (
+            "START of a started op",
+            json!([up("run", "STEP", "START")]),
+            "already started",
+        ),
+        (
+            "RETRY of a CONTEXT",
+            json!([up("ctx", "CONTEXT", "RETRY")]),
+            "illegal status transition",
+        ),
+        (
+            "client SUCCEED of a WAIT",
+            json!([up("w", "WAIT", "SUCCEED")]),
+            "the service completes",
+        ),
+        ("bad ClientToken", json!([]), "client token format"),
+    ];
+    for (name, updates, expected) in cases {
+        let client_token = (name == "bad ClientToken").then_some("has space");
+        let before = snapshot(&emu, &arn);
+        let r = checkpoint(&emu, &arn, &t2, client_token, updates).await;
+        assert_eq!(r.status, 400, "{name}: must be refused");
+        assert_eq!(
+            r.header("x-amzn-errortype"),
+            Some("InvalidParameterValueException"),
+            "{name}"
+        );
+        assert!(
+            r.message().contains(expected),
+            "{name}: message {:?} must contain {expected:?}",
+            r.message()
+        );
+        let after = snapshot(&emu, &arn);
+        assert_eq!(
+            after.current_token.as_deref(),
+            Some(t2.as_str()),
+            "{name}: token not consumed"
+        );
+        assert_eq!(
+            after.operations, before.operations,
+            "{name}: nothing applied (atomic)"
+        );
+        assert_eq!(
+            after.applied, before.applied,
+            "{name}: nothing applied (atomic)"
+        );
+    }
+    // The token still works after all those refusals.
+    assert_eq!(
+        checkpoint(&emu, &arn, &t2, None, json!([])).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn allowed_sequences_follow_the_documented_transitions() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("ok");
+    let updates = json!([
+        up("ctx", "CONTEXT", "START"),
+        with(up("s1", "STEP", "START"), "ParentId", json!("ctx")),
+        with(up("s1", "STEP", "SUCCEED"), "Payload", json!("\"r1\"")),
+        up("s2", "STEP", "START"),
+        with(
+            with(
+                up("s2", "STEP", "RETRY"),
+                "Error",
+                json!({"ErrorMessage": "boom", "ErrorType": "E"})
+            ),
+            "StepOptions",
+            json!({"NextAttemptDelaySeconds": 5})
+        ),
+        with(
+            up("w", "WAIT", "START"),
+            "WaitOptions",
+            json!({"WaitSeconds": 10})
+        ),
+        up("cb", "CALLBACK", "START"),
+        with(
+            up("inv", "CHAINED_INVOKE", "START"),
+            "ChainedInvokeOptions",
+            json!({"FunctionName": "f"})
+        ),
+    ]);
+    let r = checkpoint(&emu, &arn, &t0, None, updates).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let t1 = r.token().unwrap();
+    let state = r.json()["NewExecutionState"].clone();
+    assert_eq!(
+        op_ids(&state["Operations"]),
+        ["ctx", "s1", "s2", "w", "cb", "inv"],
+        "changed operations in first-change order"
+    );
+    let ops = state["Operations"].as_array().unwrap();
+    assert_eq!(ops[1]["Status"], "SUCCEEDED");
+    assert_eq!(ops[1]["ParentId"], "ctx");
+    assert_eq!(ops[1]["StepDetails"]["Result"], "\"r1\"");
+    assert_eq!(ops[2]["Status"], "PENDING", "RETRY leaves the step PENDING");
+    assert_eq!(ops[2]["StepDetails"]["Error"]["ErrorMessage"], "boom");
+    assert!(ops[2]["StepDetails"]["NextAttemptTimestamp"].is_number());
+    assert!(ops[3]["WaitDetails"]["ScheduledEndTimestamp"].is_number());
+    assert!(ops[4]["CallbackDetails"]["CallbackId"].is_string());
+    assert!(
+        ops[0]["StartTimestamp"].is_number(),
+        "timestamps are epoch-second numbers"
+    );
+
+    let r = checkpoint(
+        &emu,
+        &arn,
+        &t1,
+        None,
+        json!([
+            up("s2", "STEP", "START"),
+            up("s2", "STEP", "SUCCEED"),
+            up("ctx", "CONTEXT", "SUCCEED"),
+            up("w", "WAIT", "CANCEL"),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "a restart after RETRY is a new attempt: {:?}",
+        r.json()
+    );
+    let s = snapshot(&emu, &arn);
+    let s2 = s.operation("s2").unwrap();
+    assert_eq!((s2.status.as_str(), s2.attempt), ("SUCCEEDED", 2));
+    assert_eq!(s2.history, ["START", "RETRY", "START", "SUCCEED"]);
+    assert_eq!(s.operation("w").unwrap().status, "CANCELLED");
+    assert_eq!(s.applied.iter().filter(|a| a.checkpoint == 2).count(), 4);
+}
+
+#[tokio::test]
+async fn service_completions_reach_the_client_through_the_next_checkpoint() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("svc");
+    let t1 = checkpoint(&emu, &arn, &t0, None, json!([up("w", "WAIT", "START")]))
+        .await
+        .token()
+        .unwrap();
+    emu.complete_operation(&arn, "w", Completion::Succeed(None))
+        .unwrap();
+    let r = checkpoint(&emu, &arn, &t1, None, json!([])).await;
+    let ops = &r.json()["NewExecutionState"]["Operations"];
+    assert_eq!(
+        op_ids(ops),
+        ["w"],
+        "an empty checkpoint fetches the service's changes"
+    );
+    assert_eq!(ops[0]["Status"], "SUCCEEDED");
+    assert!(
+        emu.complete_operation(&arn, "w", Completion::TimeOut)
+            == Err(EmulatorError::AlreadyFinished("w".to_owned())),
+        "already finished"
+    );
+    assert!(
+        emu.complete_operation(&arn, "nope", Completion::TimeOut)
+            .is_err()
+    );
+    let exec_id = snapshot(&emu, &arn).execution_operation_id;
+    assert_eq!(
+        emu.complete_operation(&arn, &exec_id, Completion::Succeed(None)),
+        Err(EmulatorError::NotApplicable(exec_id.clone())),
+        "the execution is not completed through complete_operation"
+    );
+    let t2 = r.token().unwrap();
+    let t3 = checkpoint(
+        &emu,
+        &arn,
+        &t2,
+        None,
+        json!([up("s", "STEP", "START"), up("s", "STEP", "RETRY")]),
+    )
+    .await
+    .token()
+    .unwrap();
+    emu.complete_operation(&arn, "s", Completion::Ready)
+        .unwrap();
+    let r = checkpoint(&emu, &arn, &t3, None, json!([up("s", "STEP", "SUCCEED")])).await;
+    assert_eq!(
+        r.status, 200,
+        "a READY step may succeed without a new START"
+    );
+    assert_eq!(
+        snapshot(&emu, &arn).operation("s").unwrap().history,
+        ["START", "RETRY", "service:READY", "SUCCEED"]
+    );
+}
