@@ -13,7 +13,8 @@ use aws_sdk_lambda::types::{
     CheckpointUpdatedExecutionState, Operation, OperationStatus, OperationType, OperationUpdate,
 };
 use checkpoint_batcher::{
-    BackendError, BatcherError, CheckpointBatcher, DurableBackend, ErrorKind, FailureScope,
+    BackendError, BatcherConfig, BatcherError, CheckpointBatcher, DurableBackend, ErrorKind,
+    FailureScope,
 };
 
 fn operation(id: &str) -> Operation {
@@ -234,7 +235,6 @@ async fn a_durable_update_whose_state_pages_fail_is_an_invocation_failure_never_
     for (trouble, expected_pages, says) in [
         (PageTrouble::RejectedMarker, 1, "marker expired"),
         (PageTrouble::RepeatedMarker, 1, "returned before"),
-        (PageTrouble::EmptyMarker, 1, "empty NextMarker"),
         (PageTrouble::Endless, 100, "more than 100000 operations"),
     ] {
         let (answer, pages) = checkpoint_through(trouble).await;
@@ -256,6 +256,49 @@ async fn a_durable_update_whose_state_pages_fail_is_an_invocation_failure_never_
             pages, expected_pages,
             "{trouble:?}: pages fetched before giving up"
         );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_marker_ends_the_pages_as_a_missing_one_does() {
+    let (answer, pages) = checkpoint_through(PageTrouble::EmptyMarker).await;
+    let ack = answer.expect("an empty marker is the last page's: nothing failed");
+    assert_eq!(pages, 1, "the page that carried it was read, and no other");
+    assert!(ack.state_complete());
+    let ids: Vec<&str> = ack.operations().iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["op1", "p"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_applied_batch_is_told_applied_when_its_state_pages_fail() {
+    let backend = std::sync::Arc::new(Troubled {
+        trouble: PageTrouble::RejectedMarker,
+        pages: Mutex::new(0),
+    });
+    let config = BatcherConfig {
+        max_batch_updates: 1,
+        ..config()
+    };
+    let batcher = CheckpointBatcher::spawn(backend, ARN, "t0", config).unwrap();
+    let applied = batcher.submit(start("a")).await.unwrap();
+    let queued = batcher.submit(start("b")).await.unwrap();
+    let applied_failure = within(Duration::from_secs(600), applied).await.unwrap_err();
+    let queued_failure = within(Duration::from_secs(600), queued).await.unwrap_err();
+    let later_failure = batcher.checkpoint(start("c")).await.unwrap_err();
+    let applied_flag = |error: &BatcherError| match error {
+        BatcherError::Failed(failure) => failure.checkpoint_applied(),
+        other => panic!("expected the latched failure, got {other}"),
+    };
+    assert!(
+        applied_flag(&applied_failure),
+        "the batch whose pages failed was applied"
+    );
+    for (who, error) in [("queued", &queued_failure), ("later", &later_failure)] {
+        assert!(
+            !applied_flag(error),
+            "a {who} update was never sent and must not be told it was applied: {error}"
+        );
+        assert_eq!(error.scope(), Some(FailureScope::Invocation), "{who}");
     }
 }
 

@@ -33,14 +33,6 @@ fn rule_breakers(exec_id: &str) -> Vec<(&'static str, OperationUpdate)> {
             update("done", OperationType::Step, OperationAction::Start),
         ),
         (
-            "EXECUTION update with another operation's Id",
-            update(
-                "not-the-execution",
-                OperationType::Execution,
-                OperationAction::Succeed,
-            ),
-        ),
-        (
             "SUCCEED of a WAIT (the service completes waits)",
             update("waiting", OperationType::Wait, OperationAction::Succeed),
         ),

@@ -25,8 +25,8 @@ use checkpoint_batcher::invocation::{
     InvocationError, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES,
 };
 use checkpoint_batcher::{
-    BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, ErrorKind, RealBackend,
-    RetryPolicy, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
+    BackendError, BatcherConfig, BatcherError, CheckpointBatcher, DurableBackend, ErrorKind,
+    RealBackend, RetryPolicy, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
 };
 use example::handle;
 use serde_json::{Value, json};
@@ -267,19 +267,21 @@ async fn a_result_over_the_response_limit_is_checkpointed_and_the_output_has_no_
 }
 
 #[tokio::test]
-async fn a_token_the_service_replaced_before_the_first_checkpoint_returns_pending() {
+async fn a_token_refused_as_stale_is_an_error_for_lambda_to_retry() {
     let emulator = emulator(Faults::none()).await;
     let (arn, _) = emulator.start_execution_with_input("map", Some(&map_input(10, 10)));
     let event = emulator.invocation_event(&arn).expect("the execution runs");
     emulator.rotate_token(&arn).expect("the execution runs");
 
-    let output = handle(backend(&emulator), event, config()).await.unwrap();
-
-    assert_eq!(
-        output,
-        InvocationOutput::Pending.to_value(),
-        "a checkpoint refused as `Invalid checkpoint token` means the token was revoked: PENDING"
-    );
+    let error = handle(backend(&emulator), event, config())
+        .await
+        .expect_err(
+            "a stale token fails the invocation: the service invokes again, with a fresh one",
+        );
+    let stale = error
+        .downcast_ref::<BatcherError>()
+        .and_then(BatcherError::kind);
+    assert_eq!(stale, Some(ErrorKind::InvalidCheckpointToken), "{error}");
     assert!(
         snapshot(&emulator, &arn).applied.is_empty(),
         "nothing is written with a stale token"
