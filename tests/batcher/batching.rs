@@ -8,21 +8,13 @@ use aws_sdk_lambda::types::{OperationAction, OperationType};
 use checkpoint_batcher::internals::{request_bytes, update_bytes};
 use checkpoint_batcher::{BatcherConfig, Fault};
 
-#[tokio::test(start_paused = true)]
-async fn one_call_is_in_flight_and_each_carries_the_token_the_previous_returned() {
-    let rig = rig(config());
-    rig.faulty
-        .set_random(Some(checkpoint_batcher::RandomFaults {
-            latency: Duration::from_millis(5),
-            jitter: Duration::from_millis(5),
-            seed: 1,
-            ..Default::default()
-        }));
+/// `callers` tasks, each checkpointing `steps` STEP STARTs in sequence (Ids `t{task}-s{step}`).
+async fn run_callers(batcher: &checkpoint_batcher::BatcherHandle, callers: usize, steps: usize) {
     let mut tasks = Vec::new();
-    for t in 0..50 {
-        let batcher = rig.batcher.clone();
+    for t in 0..callers {
+        let batcher = batcher.clone();
         tasks.push(tokio::spawn(async move {
-            for s in 0..20 {
+            for s in 0..steps {
                 batcher
                     .checkpoint(start(&format!("t{t}-s{s}")))
                     .await
@@ -33,6 +25,19 @@ async fn one_call_is_in_flight_and_each_carries_the_token_the_previous_returned(
     for task in tasks {
         within(Duration::from_secs(60), task).await.unwrap();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_call_is_in_flight_and_each_carries_the_token_the_previous_returned() {
+    let rig = rig(config());
+    rig.faulty
+        .set_random(Some(checkpoint_batcher::RandomFaults {
+            latency: Duration::from_millis(5),
+            jitter: Duration::from_millis(5),
+            seed: 1,
+            ..Default::default()
+        }));
+    run_callers(&rig.batcher, 50, 20).await;
     let log = rig.faulty.call_log();
     assert_eq!(
         rig.faulty.max_in_flight(),
@@ -373,21 +378,7 @@ async fn callers_woken_by_one_acknowledgement_all_ride_the_next_batch() {
         latency: Duration::from_millis(5),
         ..RandomFaults::default()
     }));
-    let mut tasks = Vec::new();
-    for caller in 0..CALLERS {
-        let batcher = rig.batcher.clone();
-        tasks.push(tokio::spawn(async move {
-            for step in 0..20 {
-                batcher
-                    .checkpoint(start(&format!("c{caller}-{step}")))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    run_callers(&rig.batcher, CALLERS, 20).await;
     let sizes: Vec<usize> = rig
         .faulty
         .call_log()
