@@ -38,6 +38,19 @@ struct Paged {
     broken: bool,
 }
 
+/// A checkpoint's answer: `token` (if any), operation `op1`, and the marker `m1` of more pages.
+fn first_page(token: Option<&str>) -> CheckpointDurableExecutionOutput {
+    CheckpointDurableExecutionOutput::builder()
+        .set_checkpoint_token(token.map(str::to_owned))
+        .new_execution_state(
+            CheckpointUpdatedExecutionState::builder()
+                .operations(operation("op1"))
+                .next_marker("m1")
+                .build(),
+        )
+        .build()
+}
+
 #[async_trait]
 impl DurableBackend for Paged {
     async fn checkpoint(
@@ -47,15 +60,7 @@ impl DurableBackend for Paged {
         _updates: Vec<OperationUpdate>,
         _client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
-        Ok(CheckpointDurableExecutionOutput::builder()
-            .checkpoint_token("new-token")
-            .new_execution_state(
-                CheckpointUpdatedExecutionState::builder()
-                    .operations(operation("op1"))
-                    .next_marker("m1")
-                    .build(),
-            )
-            .build())
+        Ok(first_page(Some("new-token")))
     }
 
     async fn get_execution_state(
@@ -171,16 +176,8 @@ impl DurableBackend for Troubled {
         _updates: Vec<OperationUpdate>,
         _client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
-        let token = (!matches!(self.trouble, PageTrouble::NoToken)).then(|| "new-token".to_owned());
-        Ok(CheckpointDurableExecutionOutput::builder()
-            .set_checkpoint_token(token)
-            .new_execution_state(
-                CheckpointUpdatedExecutionState::builder()
-                    .operations(operation("op1"))
-                    .next_marker("m1")
-                    .build(),
-            )
-            .build())
+        let token = (!matches!(self.trouble, PageTrouble::NoToken)).then_some("new-token");
+        Ok(first_page(token))
     }
 
     async fn get_execution_state(
