@@ -136,8 +136,11 @@ fn process(
     let token = request
         .checkpoint_token
         .as_deref()
-        .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::InvalidParameter("CheckpointToken is required".to_owned()))?;
+    // An empty token is one the service never issued: stale, as the service answers it.
+    if token.is_empty() {
+        return Err(ApiError::InvalidToken("the token is empty"));
+    }
     let print = fingerprint(&value);
 
     // Idempotency comes before the token check: the replayed request's token was

@@ -156,8 +156,10 @@ impl Executions {
         let token = query
             .checkpoint_token
             .as_deref()
-            .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::InvalidParameter("CheckpointToken is required".to_owned()))?;
+        if token.is_empty() {
+            return Err(ApiError::InvalidToken("the token is empty"));
+        }
         exec.check_token(token)?;
         let max_items = parse_max_items(query.max_items.as_deref())?;
         let marker = match query.marker.as_deref().filter(|m| !m.is_empty()) {

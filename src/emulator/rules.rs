@@ -15,6 +15,7 @@
 //!   optional cap on the number of updates ([`EmulatorLimits::max_updates`]).
 //! - At most one EXECUTION update, and it is the last one. Its `Id` is not checked, as the
 //!   service does not check it: it applies to the execution's own operation whatever it names.
+//!   A SUCCEED carries no `Error` and a FAIL no `Payload`.
 //! - One update per `Id`, except that a STEP or CONTEXT may carry a START followed by
 //!   exactly one non-START update.
 //! - A `ParentId` names a CONTEXT that exists or was STARTed earlier in the request.
@@ -203,6 +204,7 @@ pub(crate) enum Rule {
     TooManyUpdates,
     MultipleExecutionUpdates,
     ExecutionNotLast,
+    ExecutionOutcome,
     DuplicateId,
     Parent,
     TypeMismatch,
@@ -223,6 +225,7 @@ impl fmt::Display for Rule {
             Self::TooManyUpdates => "too many updates",
             Self::MultipleExecutionUpdates => "one execution update per request",
             Self::ExecutionNotLast => "execution update must be last",
+            Self::ExecutionOutcome => "execution succeeds with a payload and fails with an error",
             Self::DuplicateId => "one update per id",
             Self::Parent => "parent must be a context",
             Self::TypeMismatch => "type mismatch",
@@ -471,6 +474,14 @@ where
                     Rule::ExecutionNotLast,
                     "the EXECUTION update must be the last update of the request".to_owned(),
                 ));
+            }
+            let mismatch = match action {
+                Action::Succeed => update.error.is_some().then_some("SUCCEED carries an Error"),
+                Action::Fail => update.payload.is_some().then_some("FAIL carries a Payload"),
+                _ => None,
+            };
+            if let Some(mismatch) = mismatch {
+                return Err(fail(Rule::ExecutionOutcome, mismatch.to_owned()));
             }
             execution_seen = true;
         }

@@ -148,6 +148,24 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
             "execution update must be last",
         ),
         (
+            "EXECUTION SUCCEED carrying an Error",
+            json!([with(
+                up(&exec_id, "EXECUTION", "SUCCEED"),
+                "Error",
+                json!({ "ErrorMessage": "no" })
+            )]),
+            "execution succeeds with a payload and fails with an error",
+        ),
+        (
+            "EXECUTION FAIL carrying a Payload",
+            json!([with(
+                up(&exec_id, "EXECUTION", "FAIL"),
+                "Payload",
+                json!("\"result\"")
+            )]),
+            "execution succeeds with a payload and fails with an error",
+        ),
+        (
             "START of an EXECUTION",
             json!([up(&exec_id, "EXECUTION", "START")]),
             "illegal status transition",

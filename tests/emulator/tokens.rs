@@ -30,7 +30,8 @@ async fn a_stale_or_unknown_token_is_refused_with_invalid_checkpoint_token() {
         .await
         .token()
         .unwrap();
-    for bad in [t0.as_str(), "AAAAunknownAAAA"] {
+    // An empty token was never issued: stale too, not a malformed request.
+    for bad in [t0.as_str(), "AAAAunknownAAAA", ""] {
         let r = checkpoint(&emu, &arn, bad, None, json!([])).await;
         assert_eq!(r.status, 400, "a stale token is a 400");
         assert_eq!(
@@ -55,7 +56,7 @@ async fn a_stale_or_unknown_token_is_refused_with_invalid_checkpoint_token() {
             s.applied_checkpoints,
             s.rejected_checkpoints
         ),
-        (3, 1, 2)
+        (4, 1, 3)
     );
 }
 
