@@ -198,7 +198,10 @@ fn per(bytes: usize, n: usize) -> f64 {
 }
 
 fn mib(kib: Option<u64>) -> String {
-    kib.map_or_else(|| "unknown".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    kib.map_or_else(
+        || "unknown".to_owned(),
+        |k| format!("{:.1} MiB", k as f64 / 1024.0),
+    )
 }
 
 struct Measured {
@@ -245,7 +248,9 @@ async fn measure(n: usize) -> Result<Measured, Error> {
 
     // 2. A batcher whose calls are held open, idle.
     let memory = Arc::new(InMemoryBackend::new());
-    let token = memory.current_token().ok_or("the in-memory backend has no token")?;
+    let token = memory
+        .current_token()
+        .ok_or("the in-memory backend has no token")?;
     let faulty = Arc::new(FaultyBackend::new(memory.clone()));
     faulty.hold();
     let config = BatcherConfig {
@@ -360,7 +365,11 @@ fn report(m: &Measured) -> String {
         Some(m.update_heap),
         Some(per(m.update_heap, n)),
     );
-    row("the batcher, empty (actor idle)", Some(m.empty_batcher), None);
+    row(
+        "the batcher, empty (actor idle)",
+        Some(m.empty_batcher),
+        None,
+    );
     row(
         "the caller's AckFutures, in a Vec",
         Some(m.acks),
