@@ -207,7 +207,8 @@ impl BatcherHandle {
 
     /// Stops taking updates, writes everything already queued, and returns the last token and
     /// the statistics. Later calls on any handle get [`BatcherError::Closed`] with
-    /// [`CloseReason::ShutDown`](crate::CloseReason::ShutDown); calling `shutdown` again returns the same answer.
+    /// [`CloseReason::ShutDown`](crate::CloseReason::ShutDown); calling `shutdown` again
+    /// returns the same answer.
     ///
     /// `Ok` means every update the batcher accepted was acknowledged by the service: none was
     /// refused, none is left unwritten. A handler may then report its result.
@@ -215,14 +216,16 @@ impl BatcherHandle {
     /// # Errors
     ///
     /// - [`BatcherError::Failed`] if a batch failed for good, before or during the drain.
-    /// - [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked) if the service revoked the
-    ///   token, whether or not accepted updates were still unwritten (they were refused with
-    ///   it): the invocation should stop and return PENDING.
-    /// - [`BatcherError::Closed`] with [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) if the execution
-    ///   completed while accepted updates were still unwritten: they were refused with it. When
-    ///   nothing was left, the answer is `Ok` with no token.
-    /// - [`BatcherError::Closed`] with [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone) if the worker ended before
-    ///   the drain did.
+    /// - [`BatcherError::Closed`] with
+    ///   [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked) if the service revoked
+    ///   the token, whether or not accepted updates were still unwritten (they were refused
+    ///   with it): the invocation should stop and return PENDING.
+    /// - [`BatcherError::Closed`] with
+    ///   [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) if the
+    ///   execution completed while accepted updates were still unwritten: they were refused
+    ///   with it. When nothing was left, the answer is `Ok` with no token.
+    /// - [`BatcherError::Closed`] with [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone)
+    ///   if the worker ended before the drain did.
     ///
     /// What was applied stays readable after an error: [`stats`](Self::stats) counts the
     /// acknowledged updates (`updates`) and those answered with the error
