@@ -54,8 +54,9 @@ pub use limits::{
 pub use size::update_bytes;
 pub use validate::validate_update;
 
-/// The crate's internals, for its own benchmarks and tests (batch assembly, request sizes). Not part of the API: no semver promise, hidden from the documentation,
-/// and only with the `test-util` feature.
+/// The crate's internals, for its own benchmarks and tests (batch assembly, request sizes).
+/// Not part of the API: no semver promise, hidden from the documentation, and only with the
+/// `test-util` feature.
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub mod internals {
