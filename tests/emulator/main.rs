@@ -17,6 +17,7 @@ mod classification;
 mod idempotency;
 mod injected_faults;
 mod paging;
+mod python_sdk;
 mod robustness;
 mod rules;
 mod sdk;
