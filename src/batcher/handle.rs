@@ -207,7 +207,8 @@ impl BatcherHandle {
 
     /// Stops taking updates, writes everything already queued, and returns the last token and
     /// the statistics. Later calls on any handle get [`BatcherError::Closed`] with
-    /// [`CloseReason::ShutDown`](crate::CloseReason::ShutDown); calling `shutdown` again
+    /// [`CloseReason::ShutDown`](crate::CloseReason::ShutDown), or the reason the drain ended
+    /// for good if it did (a failure, the end of the token chain); calling `shutdown` again
     /// returns the same answer.
     ///
     /// `Ok` means every update the batcher accepted was acknowledged by the service: none was

@@ -139,15 +139,17 @@ impl Shared {
         self.finished.has_changed().is_err() && self.finished.borrow().is_none()
     }
 
-    /// Records why the batcher stopped. A failure replaces an earlier close (a batch drained
-    /// during shutdown can still fail); otherwise the first reason stays.
+    /// Records why the batcher stopped. What ended it for good replaces a shutdown in progress
+    /// (a batch drained during shutdown can still fail, or end the token chain), since that is
+    /// what a later caller must act on; otherwise the first reason stays.
     pub(crate) fn set_terminal(&self, error: &BatcherError) {
         let mut slot = self.terminal.lock().unwrap_or_else(PoisonError::into_inner);
+        let shutting_down = |e: &BatcherError| matches!(e, BatcherError::Closed(c) if c.reason() == CloseReason::ShutDown);
         let replace = match (&*slot, error) {
             (None, _) => true,
             (Some(BatcherError::Failed(_)), _) => false,
             (Some(_), BatcherError::Failed(_)) => true,
-            (Some(_), _) => false,
+            (Some(current), new) => shutting_down(current) && !shutting_down(new),
         };
         if replace {
             *slot = Some(error.clone());

@@ -85,6 +85,11 @@ async fn a_drain_cut_short_by_a_revoked_token_is_no_success() {
         is_closed(&again, CloseReason::TokenRevoked),
         "a later shutdown gets the same answer, not ShutDown: {again}"
     );
+    let later = rig.batcher.submit(start("c")).await.map(drop).unwrap_err();
+    assert!(
+        is_closed(&later, CloseReason::TokenRevoked),
+        "a later submit learns the token was revoked, which it must act on: {later}"
+    );
     let stats = rig.batcher.stats();
     assert_eq!(stats.updates, 1, "what was applied stays readable");
     assert_eq!(stats.unacknowledged, 1, "and what was refused");
