@@ -26,40 +26,8 @@
 //!   the acknowledgement or an error, whether or not the caller still listens. An update is
 //!   never skipped because its caller went away.
 //!
-//! # Ordering
-//!
-//! Acknowledgements arrive in batch order. Within one handle, an update submitted after another
-//! is never written before it. Across handles, the order is the order in which the queue
-//! accepted the updates.
-//!
-//! # Backpressure
-//!
-//! The queue holds [`queue_capacity`](crate::BatcherConfig::queue_capacity) commands. Beyond
-//! the batch in flight and the one being assembled, the actor takes nothing from it, so a full
-//! queue makes [`BatcherHandle::submit`] wait and [`BatcherHandle::try_submit`] fail with
-//! [`BatcherError::QueueFull`](crate::BatcherError::QueueFull).
-//!
-//! # Failure
-//!
-//! Throttling and transient failures are retried per [`RetryPolicy`](crate::RetryPolicy). A
-//! failure that persists, or any other failure, latches: see
-//! [`BatcherError::Failed`](crate::BatcherError::Failed) and its
-//! [`scope`](crate::BatcherError::scope), which says whether the invocation or the execution
-//! should fail. A response without a token closes the batcher with
-//! [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) or
-//! [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked).
-//!
-//! # Shutdown
-//!
-//! [`BatcherHandle::shutdown`] stops taking updates, writes everything already accepted, and
-//! reports the last token. It answers `Ok` only when every accepted update was acknowledged;
-//! when the chain ends or fails during the drain it returns the error that refused the rest,
-//! and [`BatcherHandle::stats`] still counts what was applied. Dropping every handle drains the
-//! same way without the report.
-//!
-//! If the worker task itself ends abnormally (aborted, panicked, its runtime shut down), every
-//! caller waiting on it and every later one gets
-//! [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone).
+//! What callers can rely on (ordering, backpressure, failure, shutdown) is documented on
+//! [`CheckpointBatcher`], which users see.
 
 mod ack;
 mod actor;
@@ -92,7 +60,47 @@ use crate::limits::SERVICE_MAX_TOKEN_CHARS;
 use actor::Actor;
 use shared::Shared;
 
-/// Starts batchers. See the [module documentation](crate::batcher) for what a batcher guarantees.
+/// Starts batchers: one actor task per durable execution that owns its checkpoint token, fed by
+/// cloned [`BatcherHandle`]s. Every checkpoint call consumes the token and returns the next, so
+/// one call can usefully be in flight at a time; the actor gathers whatever queued while the
+/// previous call was in flight into the next call, as large as the service allows, and answers
+/// each caller once its own update is durable. The crate documentation's "Guarantees" lists
+/// what holds; the sections below say how it behaves.
+///
+/// # Ordering
+///
+/// Acknowledgements arrive in batch order. Within one handle, an update submitted after another
+/// is never written before it. Across handles, the order is the order in which the queue
+/// accepted the updates.
+///
+/// # Backpressure
+///
+/// The queue holds [`queue_capacity`](crate::BatcherConfig::queue_capacity) commands. Beyond
+/// the batch in flight and the one being assembled, the actor takes nothing from it, so a full
+/// queue makes [`BatcherHandle::submit`] wait and [`BatcherHandle::try_submit`] fail with
+/// [`BatcherError::QueueFull`](crate::BatcherError::QueueFull).
+///
+/// # Failure
+///
+/// Throttling and transient failures are retried per [`RetryPolicy`](crate::RetryPolicy). A
+/// failure that persists, or any other failure, latches: see
+/// [`BatcherError::Failed`](crate::BatcherError::Failed) and its
+/// [`scope`](crate::BatcherError::scope), which says whether the invocation or the execution
+/// should fail. A response without a token closes the batcher with
+/// [`CloseReason::ExecutionCompleted`](crate::CloseReason::ExecutionCompleted) or
+/// [`CloseReason::TokenRevoked`](crate::CloseReason::TokenRevoked).
+///
+/// # Shutdown
+///
+/// [`BatcherHandle::shutdown`] stops taking updates, writes everything already accepted, and
+/// reports the last token. It answers `Ok` only when every accepted update was acknowledged;
+/// when the chain ends or fails during the drain it returns the error that refused the rest,
+/// and [`BatcherHandle::stats`] still counts what was applied. Dropping every handle drains the
+/// same way without the report.
+///
+/// If the worker task itself ends abnormally (aborted, panicked, its runtime shut down), every
+/// caller waiting on it and every later one gets
+/// [`CloseReason::WorkerGone`](crate::CloseReason::WorkerGone).
 #[derive(Debug)]
 pub struct CheckpointBatcher {
     _private: (),
