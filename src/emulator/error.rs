@@ -100,4 +100,8 @@ pub enum EmulatorError {
     /// [`super::Emulator::stop_execution`]).
     #[error("completion does not apply to operation {0}")]
     NotApplicable(String),
+    /// A handler's answer given to [`super::Emulator::finish_invocation`] is not one the
+    /// service accepts; the text says what is wrong.
+    #[error("invalid invocation output: {0}")]
+    InvalidOutput(String),
 }

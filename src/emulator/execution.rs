@@ -197,6 +197,52 @@ impl Execution {
         self.current_token = None;
     }
 
+    /// What the service does with an invocation's answer: `SUCCEEDED` or `FAILED` completes
+    /// the execution (its EXECUTION operation takes the result or the error, and the token
+    /// chain ends), `PENDING` leaves it waiting. An execution a checkpoint already completed
+    /// (an EXECUTION update, as for a result over the response limit) stays as it is.
+    pub(super) fn finish_invocation(
+        &mut self,
+        output: &serde_json::Value,
+    ) -> Result<(), EmulatorError> {
+        let invalid = |what: &str| EmulatorError::InvalidOutput(what.to_owned());
+        let (status, result, error) = match output.get("Status").and_then(|s| s.as_str()) {
+            Some("PENDING") => return Ok(()),
+            Some("SUCCEEDED") => {
+                let result = match output.get("Result") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(result)) => Some(result.clone()),
+                    Some(_) => return Err(invalid("Result must be a string")),
+                };
+                (Status::Succeeded, result, None)
+            }
+            Some("FAILED") => {
+                let error = output
+                    .get("Error")
+                    .map(|e| serde_json::from_value::<wire::ErrorObject>(e.clone()))
+                    .transpose()
+                    .map_err(|e| EmulatorError::InvalidOutput(format!("Error: {e}")))?;
+                (Status::Failed, None, error)
+            }
+            _ => return Err(invalid("Status must be SUCCEEDED, FAILED or PENDING")),
+        };
+        let completed_by_checkpoint = self.completed;
+        let Some(op) = self.ops.first_mut() else {
+            return Err(invalid("the execution has no EXECUTION operation"));
+        };
+        if completed_by_checkpoint || op.status.is_finished() {
+            return Ok(());
+        }
+        op.status = status;
+        op.end_ts = Some(now_secs());
+        op.payload = result;
+        op.error = error;
+        op.history.push(format!("invocation:{}", status.as_str()));
+        self.completed = true;
+        self.current_token = None;
+        Ok(())
+    }
+
     /// Applies a change the service makes on its own to operation `id`, to be reported
     /// by the next applied checkpoint.
     pub(super) fn complete(

@@ -303,6 +303,26 @@ impl Emulator {
         self.store.executions().stop_execution(arn)
     }
 
+    /// Plays the service's side of a handler's answer (`{"Status": "SUCCEEDED", "Result":
+    /// ...}`, `{"Status": "FAILED", "Error": {...}}` or `{"Status": "PENDING"}`): a result or an
+    /// error completes the execution, as the service completes it from the function's answer,
+    /// so that the snapshot shows the EXECUTION operation SUCCEEDED or FAILED and the token
+    /// chain ended; `PENDING` leaves it waiting for the next invocation. An execution a
+    /// checkpoint already completed (an EXECUTION update, the path of a result over the response
+    /// limit) stays as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::UnknownExecution`], or [`EmulatorError::InvalidOutput`] for an answer
+    /// the service would not accept.
+    pub fn finish_invocation(
+        &self,
+        arn: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), EmulatorError> {
+        self.store.executions().finish_invocation(arn, output)
+    }
+
     /// Applies a change the service makes on its own (a WAIT firing, a callback being
     /// answered, a retry becoming due). The operation is then reported by the next
     /// applied checkpoint, empty ones included.

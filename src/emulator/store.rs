@@ -169,6 +169,17 @@ impl Executions {
         true
     }
 
+    pub(crate) fn finish_invocation(
+        &mut self,
+        arn: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), EmulatorError> {
+        self.executions
+            .get_mut(arn)
+            .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?
+            .finish_invocation(output)
+    }
+
     pub(crate) fn complete_operation(
         &mut self,
         arn: &str,

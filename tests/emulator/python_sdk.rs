@@ -117,8 +117,8 @@ fn complete_pending(emu: &Emulator, arn: &str) -> usize {
 }
 
 /// Invokes the handler for a new execution with `input` until it answers SUCCEEDED (or
-/// anything but PENDING); returns the execution's ARN, the last output and the number of
-/// invocations.
+/// anything but PENDING), handing each answer to the emulator as the service would; returns
+/// the execution's ARN, the last output and the number of invocations.
 async fn run_to_end(emu: &Emulator, python: &Path, input: &Value) -> (String, Value, usize) {
     let (arn, _token) = emu.start_execution_with_input("python-sdk", Some(&input.to_string()));
     let endpoint = emu.endpoint_url();
@@ -137,6 +137,8 @@ async fn run_to_end(emu: &Emulator, python: &Path, input: &Value) -> (String, Va
         .await
         .expect("the invocation thread does not panic");
         eprintln!("invocation {n}: {}", abbreviated(&output));
+        emu.finish_invocation(&arn, &output)
+            .expect("the handler's answer is one the service accepts");
         if output["Status"] != "PENDING" {
             return (arn, output, n);
         }
@@ -256,12 +258,13 @@ async fn python_sdk_handler_finishes_with_its_result() {
     assert_each_action_once(&held);
     assert_operations(&held);
     // A result within the response limit travels in the answer, not in a checkpoint: the
-    // emulator, which plays the checkpoint API only, still holds the execution as started.
+    // service completes the execution from it (`finish_invocation`).
     let execution = held
         .operation(&held.execution_operation_id)
         .expect("the EXECUTION operation");
-    assert_eq!(execution.status, "STARTED");
-    assert_eq!(execution.history, Vec::<String>::new());
+    assert_eq!(execution.status, "SUCCEEDED");
+    assert_eq!(execution.history, ["invocation:SUCCEEDED"]);
+    assert!(held.completed && held.current_token.is_none());
     emu.shutdown().await;
 }
 

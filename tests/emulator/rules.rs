@@ -448,3 +448,42 @@ async fn an_execution_update_under_an_id_of_its_own_completes_the_execution() {
         "the update is recorded as sent"
     );
 }
+
+/// The service completes an execution from its function's answer; `finish_invocation` plays
+/// that part, and refuses an answer the service would not accept.
+#[tokio::test]
+async fn a_handlers_answer_completes_the_execution_as_the_service_would() {
+    let emu = default_emulator().await;
+    let (arn, token) = emu.start_execution("answered");
+    let exec_id = snapshot(&emu, &arn).execution_operation_id;
+
+    emu.finish_invocation(&arn, &json!({"Status": "PENDING"}))
+        .unwrap();
+    assert!(!snapshot(&emu, &arn).completed, "PENDING leaves it waiting");
+    assert_eq!(
+        emu.finish_invocation(&arn, &json!({"Status": "DONE"})),
+        Err(EmulatorError::InvalidOutput(
+            "Status must be SUCCEEDED, FAILED or PENDING".to_owned()
+        ))
+    );
+    emu.finish_invocation(
+        &arn,
+        &json!({"Status": "FAILED", "Error": {"ErrorType": "Boom", "ErrorMessage": "no"}}),
+    )
+    .unwrap();
+    let held = snapshot(&emu, &arn);
+    let execution = held.operation(&exec_id).unwrap();
+    assert_eq!(execution.status, "FAILED");
+    assert_eq!(execution.history, ["invocation:FAILED"]);
+    assert!(held.completed && held.current_token.is_none());
+    let late = checkpoint(&emu, &arn, &token, None, json!([])).await;
+    assert!(
+        late.status == 400 && late.message().starts_with("Invalid checkpoint token"),
+        "the chain ended with the answer: {}",
+        late.message()
+    );
+    assert!(
+        emu.finish_invocation("no-such-arn", &json!({"Status": "PENDING"}))
+            .is_err()
+    );
+}

@@ -123,6 +123,14 @@ async fn two_thousand_items_two_hundred_at_a_time_succeed_in_about_one_call_per_
         "the batcher coalesces: 4000 updates in at most {most} calls, got {}",
         held.applied_checkpoints
     );
+    // The service completes the execution from the answer.
+    emulator
+        .finish_invocation(&arn, &output)
+        .expect("an answer the service accepts");
+    let held = snapshot(&emulator, &arn);
+    let execution = held.operation(&held.execution_operation_id).unwrap();
+    assert_eq!(execution.status, "SUCCEEDED");
+    assert!(held.completed);
 }
 
 /// Runs the map, cancels the first invocation once about half the items succeeded, then invokes
