@@ -28,6 +28,10 @@
 //! `BENCH_JSON=PATH`) writes them to a file. `BENCH_RUNS=n` sets how many times each scenario
 //! runs; the run with the median throughput is reported. `BENCH_SCENARIO=name` runs only the
 //! scenarios whose name contains it, and `BENCH_NAIVE=0` skips the baselines (for profiling).
+//!
+//! Scenarios run on a multi-threaded runtime with 2 workers, except the "one core" rows: the
+//! concurrent and saturated workloads again on a `current_thread` runtime, the workload and the
+//! batcher on one thread, as a handler on a small Lambda runs them (`BENCH_SCENARIO=one`).
 
 use std::env;
 use std::fmt::{self, Write as _};
@@ -229,6 +233,24 @@ impl fmt::Display for Target {
     }
 }
 
+/// The runtime a scenario runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    /// Multi-threaded, 2 workers.
+    MultiThread,
+    /// `current_thread`: the workload and the batcher on one thread, as a small Lambda runs them.
+    CurrentThread,
+}
+
+impl Flavour {
+    fn label(self) -> &'static str {
+        match self {
+            Self::MultiThread => "multi_thread(2)",
+            Self::CurrentThread => "current_thread",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Scenario {
     name: &'static str,
@@ -237,6 +259,7 @@ struct Scenario {
     latency: Duration,
     payload_bytes: usize,
     target: Target,
+    runtime: Flavour,
 }
 
 impl fmt::Display for Scenario {
@@ -251,6 +274,9 @@ impl fmt::Display for Scenario {
         )?;
         if self.payload_bytes > SMALL_PAYLOAD.len() {
             write!(f, ", {} KiB payloads", self.payload_bytes / 1024)?;
+        }
+        if self.runtime == Flavour::CurrentThread {
+            write!(f, ", current_thread")?;
         }
         write!(f, ")")
     }
@@ -268,6 +294,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
             target: Target::Ratio(0.95),
+            runtime: Flavour::MultiThread,
         },
         Scenario {
             name: "concurrent",
@@ -276,6 +303,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
             target: Target::Ratio(0.95),
+            runtime: Flavour::MultiThread,
         },
         Scenario {
             name: "saturated",
@@ -284,6 +312,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
             target: Target::RatioAndSpeedup(0.95, 100.0),
+            runtime: Flavour::MultiThread,
         },
         Scenario {
             name: "overhead",
@@ -292,6 +321,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: Duration::ZERO,
             payload_bytes: SMALL_PAYLOAD.len(),
             target: Target::UpdatesPerSecond(1_000_000.0),
+            runtime: Flavour::MultiThread,
         },
         Scenario {
             name: "large payloads",
@@ -300,6 +330,25 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: ms(5),
             payload_bytes: 64 * 1024,
             target: Target::Fill(0.90),
+            runtime: Flavour::MultiThread,
+        },
+        Scenario {
+            name: "concurrent, one core",
+            tasks: 100,
+            steps: k(20, 5),
+            latency: ms(5),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::Ratio(0.95),
+            runtime: Flavour::CurrentThread,
+        },
+        Scenario {
+            name: "saturated, one core",
+            tasks: 1000,
+            steps: k(5, 2),
+            latency: ms(5),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::RatioAndSpeedup(0.95, 100.0),
+            runtime: Flavour::CurrentThread,
         },
     ]
 }
@@ -688,6 +737,7 @@ impl Row {
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "scenario": self.scenario.name,
+            "runtime": self.scenario.runtime.label(),
             "tasks": self.scenario.tasks,
             "steps_per_task": self.scenario.steps,
             "latency_ms": self.scenario.latency.as_secs_f64() * 1000.0,
@@ -961,8 +1011,11 @@ fn main() -> Result<(), Error> {
         Duration::from_secs(2)
     };
     let json = json_target();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let multi_thread = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let config = BatcherConfig::default();
@@ -976,12 +1029,16 @@ fn main() -> Result<(), Error> {
         .filter(|s| s.name.contains(only.as_str()))
     {
         eprintln!("running {scenario} ×{runs} and its naive baseline");
+        let runtime = match scenario.runtime {
+            Flavour::MultiThread => &multi_thread,
+            Flavour::CurrentThread => &current_thread,
+        };
         let ticks = cpu_ticks();
         let clock = Instant::now();
         let mut measured = Vec::with_capacity(runs);
         for _ in 0..runs {
             measured.push(on_worker(
-                &runtime,
+                runtime,
                 run_batcher(scenario.clone(), config.clone()),
             )?);
         }
@@ -993,7 +1050,7 @@ fn main() -> Result<(), Error> {
                 ..Run::default()
             }
         } else {
-            on_worker(&runtime, run_naive(scenario.clone(), cap))?
+            on_worker(runtime, run_naive(scenario.clone(), cap))?
         };
         let foreign = foreign_load(ticks, cpu_ticks(), clock.elapsed());
         rows.push(Row {
@@ -1017,7 +1074,7 @@ fn main() -> Result<(), Error> {
     ));
     report.push_str(&details(&rows));
     report.push_str(&format!(
-        "\n{} worker threads on {} cores; median of {runs} run(s); load average before {load_before}, after {load_after}; \
+        "\n{} worker threads (one-core rows: a current_thread runtime) on {} cores; median of {runs} run(s); load average before {load_before}, after {load_after}; \
          cross-core round trip {:.0} ns before, {:.0} ns after{}\n",
         2,
         std::thread::available_parallelism().map_or(0, usize::from),
