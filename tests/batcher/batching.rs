@@ -114,12 +114,7 @@ async fn updates_keep_submission_order_across_batches() {
         expected,
         "the service must see submission order"
     );
-    let sizes: Vec<usize> = rig
-        .faulty
-        .call_log()
-        .iter()
-        .map(|c| c.updates.len())
-        .collect();
+    let sizes: Vec<usize> = rig.call_sizes();
     assert_eq!(
         sizes,
         [1, 250, 250, 250, 249],
@@ -247,12 +242,7 @@ async fn nothing_follows_an_execution_update_in_a_batch() {
     for ack in [first, a, exec, b] {
         within(Duration::from_secs(10), ack).await.unwrap();
     }
-    let sizes: Vec<usize> = rig
-        .faulty
-        .call_log()
-        .iter()
-        .map(|c| c.updates.len())
-        .collect();
+    let sizes: Vec<usize> = rig.call_sizes();
     assert_eq!(sizes, [1, 2, 1], "the EXECUTION update ends its batch");
 }
 
@@ -272,12 +262,7 @@ async fn the_count_limit_is_the_configured_one() {
     for ack in acks {
         within(Duration::from_secs(10), ack).await.unwrap();
     }
-    let sizes: Vec<usize> = rig
-        .faulty
-        .call_log()
-        .iter()
-        .map(|c| c.updates.len())
-        .collect();
+    let sizes: Vec<usize> = rig.call_sizes();
     assert_eq!(sizes, [1, 7, 7, 6]);
 }
 
@@ -379,12 +364,7 @@ async fn callers_woken_by_one_acknowledgement_all_ride_the_next_batch() {
         ..RandomFaults::default()
     }));
     run_callers(&rig.batcher, CALLERS, 20).await;
-    let sizes: Vec<usize> = rig
-        .faulty
-        .call_log()
-        .iter()
-        .map(|c| c.updates.len())
-        .collect();
+    let sizes: Vec<usize> = rig.call_sizes();
     // The first call goes with whoever submitted first; from then on every caller is woken by
     // one acknowledgement and must be gathered into the next call.
     assert!(

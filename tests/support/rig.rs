@@ -16,6 +16,17 @@ pub struct Rig {
     pub batcher: BatcherHandle,
 }
 
+impl Rig {
+    /// How many updates each checkpoint call carried, in order.
+    pub fn call_sizes(&self) -> Vec<usize> {
+        self.faulty
+            .call_log()
+            .iter()
+            .map(|c| c.updates.len())
+            .collect()
+    }
+}
+
 pub fn rig(config: BatcherConfig) -> Rig {
     let memory = Arc::new(InMemoryBackend::new());
     let faulty = Arc::new(FaultyBackend::new(memory.clone()));
