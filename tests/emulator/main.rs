@@ -1,6 +1,7 @@
 //! The checkpoint API emulator over real HTTP on loopback: raw HTTP/1.1 requests for exact
-//! status codes, headers and bodies, the real `aws-sdk-lambda` client against it, and how
-//! `RealBackend` classifies what comes back.
+//! status codes, headers and bodies, the real `aws-sdk-lambda` client against it, how
+//! `RealBackend` classifies what comes back, and handlers written with AWS's official durable
+//! execution SDKs for Python and TypeScript run against it.
 #![cfg(feature = "emulator")]
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +17,7 @@ mod support;
 mod classification;
 mod idempotency;
 mod injected_faults;
+mod official_sdk;
 mod paging;
 mod python_sdk;
 mod robustness;

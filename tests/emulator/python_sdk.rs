@@ -1,304 +1,42 @@
 //! The official Python SDK (`aws-durable-execution-sdk-python`) against the emulator: a handler
 //! with steps, a `map`, a `parallel`, a wait, a callback and a result past the 6 MiB - 50 byte
 //! response limit (`tests/python/handler.py`) is invoked as the service would invoke it until it
-//! finishes, the test playing the service's side (firing the wait, answering the callback).
+//! finishes, the test playing the service's side (`official_sdk.rs`).
 //!
 //! Needs a Python with the SDK installed, named by `CHECKPOINT_BATCHER_PYTHON` (`.ci/run` makes
 //! one in `target/python-venv`); skipped with a printed reason without it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use checkpoint_batcher::emulator::{Completion, Emulator, ExecutionSnapshot};
-use serde_json::{Value, json};
+use crate::official_sdk::{self, HandlerRuntime};
 
-use crate::support::*;
-
-/// The handler is invoked at most this many times: once per suspension (wait, callback) and
-/// a margin.
-const MAX_INVOCATIONS: usize = 10;
-
-/// One invocation of the Python handler may take this long (interpreter start-up, boto3 import
-/// and a 6 MiB checkpoint on a busy machine) before it is killed as a hang.
-const INVOCATION_LIMIT: Duration = Duration::from_secs(90);
-
-/// What the emulator answers the handler's callback with. The SDK hands a callback's result to
-/// the handler as it is (its default serdes for callbacks is pass-through, not JSON).
-const CALLBACK_ANSWER: &str = "approved";
-
-/// The final result's JSON length: past the response limit (6 MiB - 50 bytes), within the
-/// EXECUTION payload limit (6 MiB).
-const OVERSIZED: usize = 6 * 1024 * 1024 - 10;
-
-fn python() -> Option<PathBuf> {
-    std::env::var_os("CHECKPOINT_BATCHER_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-}
-
-fn script_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
-/// Runs `tests/python/invoke.py` once with `event`, aimed at the emulator, and returns the
-/// handler's output. The child gets only loopback settings and dummy credentials, so boto3
-/// reads no AWS configuration and looks up nothing off the machine; it is killed past
-/// [`INVOCATION_LIMIT`].
-fn invoke(python: &Path, endpoint: &str, event: &Value, tag: &str) -> Value {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-sdk");
-    std::fs::create_dir_all(&dir).expect("the target tmp dir is writable");
-    let event_path = dir.join(format!("{tag}-event.json"));
-    let out_path = dir.join(format!("{tag}-stdout.json"));
-    let err_path = dir.join(format!("{tag}-stderr.log"));
-    std::fs::write(&event_path, event.to_string()).expect("write the event");
-    let stdout = std::fs::File::create(&out_path).expect("create the stdout file");
-    let stderr = std::fs::File::create(&err_path).expect("create the stderr file");
-    let mut child = Command::new(python)
-        .arg(script_dir().join("invoke.py"))
-        .arg(&event_path)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDPYTHONSDKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "python-sdk-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("CHECKPOINT_BATCHER_PYTHON runs");
-    let deadline = Instant::now() + INVOCATION_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the handler") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the handler did not return within {INVOCATION_LIMIT:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "the handler exited with {status}; stdout:\n{out}\nstderr:\n{err}"
-    );
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("the handler's output is JSON ({e}): {out}\nstderr:\n{err}"))
-}
-
-/// Plays the service's side of a suspension: fires every started WAIT and answers every
-/// started CALLBACK. Returns how many operations it completed.
-fn complete_pending(emu: &Emulator, arn: &str) -> usize {
-    let held = snapshot(emu, arn);
-    let mut completed = 0;
-    for op in &held.operations {
-        let completion = match (op.op_type.as_str(), op.status.as_str()) {
-            ("WAIT", "STARTED") => Completion::Succeed(None),
-            ("CALLBACK", "STARTED") => Completion::Succeed(Some(CALLBACK_ANSWER.to_owned())),
-            _ => continue,
-        };
-        emu.complete_operation(arn, &op.id, completion)
-            .unwrap_or_else(|e| panic!("complete {} {}: {e}", op.op_type, op.id));
-        completed += 1;
-    }
-    completed
-}
-
-/// Invokes the handler for a new execution with `input` until it answers SUCCEEDED (or
-/// anything but PENDING), handing each answer to the emulator as the service would; returns
-/// the execution's ARN, the last output and the number of invocations.
-async fn run_to_end(emu: &Emulator, python: &Path, input: &Value) -> (String, Value, usize) {
-    let (arn, _token) = emu.start_execution_with_input("python-sdk", Some(&input.to_string()));
-    let endpoint = emu.endpoint_url();
-    for n in 1..=MAX_INVOCATIONS {
-        let event = emu
-            .invocation_event(&arn)
-            .expect("a running execution has an invocation event");
-        let python = python.to_owned();
-        let endpoint = endpoint.clone();
-        let tag = format!("{}-{n}", input["pad_to"]);
-        let output = within_named(
-            INVOCATION_LIMIT + Duration::from_secs(10),
-            "a handler invocation",
-            tokio::task::spawn_blocking(move || invoke(&python, &endpoint, &event, &tag)),
-        )
-        .await
-        .expect("the invocation thread does not panic");
-        eprintln!("invocation {n}: {}", abbreviated(&output));
-        emu.finish_invocation(&arn, &output)
-            .expect("the handler's answer is one the service accepts");
-        if output["Status"] != "PENDING" {
-            return (arn, output, n);
-        }
-        let completed = complete_pending(emu, &arn);
-        assert!(
-            completed > 0,
-            "the handler suspended with nothing for the service to complete: {:#?}",
-            snapshot(emu, &arn).operations
-        );
-    }
-    panic!("the handler did not finish within {MAX_INVOCATIONS} invocations");
-}
-
-fn abbreviated(value: &Value) -> String {
-    let text = value.to_string();
-    if text.len() > 300 {
-        let head: String = text.chars().take(300).collect();
-        format!("{head}... ({} bytes)", text.len())
-    } else {
-        text
-    }
-}
-
-/// The summary the handler builds for these inputs.
-fn expected_summary() -> Value {
-    json!({
-        "count": 3,
-        "doubled": [2, 4, 6],
-        "parallel": [6, "hello ada"],
-        "callback": "approved",
-        "finish": "ada:approved",
+fn runtime() -> Option<HandlerRuntime> {
+    let python = std::env::var_os("CHECKPOINT_BATCHER_PYTHON").filter(|p| !p.is_empty())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/invoke.py");
+    Some(HandlerRuntime {
+        label: "python",
+        program: python.into(),
+        args: vec![script.into()],
+        env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
     })
 }
 
-/// No checkpoint was refused, and every operation's history holds each action at most once:
-/// nothing was started, completed or fired twice across the invocations.
-fn assert_each_action_once(held: &ExecutionSnapshot) {
-    assert_eq!(
-        held.rejected_checkpoints, 0,
-        "the emulator refused none of the SDK's checkpoints"
-    );
-    for op in &held.operations {
-        let mut seen = std::collections::HashSet::new();
-        for action in &op.history {
-            assert!(
-                seen.insert(action.as_str()),
-                "{} {} ({:?}) has {action} twice: {:?}",
-                op.op_type,
-                op.id,
-                op.name,
-                op.history
-            );
-        }
-    }
-}
-
-/// The operations the handler must have made, by type and name.
-fn assert_operations(held: &ExecutionSnapshot) {
-    let named = |op_type: &str, name: &str| {
-        held.operations
-            .iter()
-            .filter(|op| op.op_type == op_type && op.name.as_deref() == Some(name))
-            .count()
-    };
-    for (op_type, name, count) in [
-        ("STEP", "count", 1),
-        ("CONTEXT", "double-all", 1),
-        ("STEP", "double-0", 1),
-        ("STEP", "double-1", 1),
-        ("STEP", "double-2", 1),
-        ("CONTEXT", "two-branches", 1),
-        ("STEP", "sum", 1),
-        ("STEP", "greet", 1),
-        ("WAIT", "pause", 1),
-        ("CALLBACK", "approval", 1),
-        ("STEP", "finish", 1),
-    ] {
-        assert_eq!(
-            named(op_type, name),
-            count,
-            "{op_type} {name:?} held {count} time(s): {:#?}",
-            held.operations
-        );
-    }
-    // The EXECUTION operation is the caller's to check: the service completes it from the
-    // handler's answer, which the emulator does not see, unless the result was checkpointed.
-    for op in held
-        .operations
-        .iter()
-        .filter(|op| op.op_type != "EXECUTION")
-    {
-        assert_eq!(
-            op.status, "SUCCEEDED",
-            "{} {} ({:?}) ended {}",
-            op.op_type, op.id, op.name, op.status
-        );
-    }
-}
+const SKIPPED: &str = "skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)";
 
 #[tokio::test]
 async fn python_sdk_handler_finishes_with_its_result() {
-    let Some(python) = python() else {
-        println!("skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)");
+    let Some(runtime) = runtime() else {
+        println!("{SKIPPED}");
         return;
     };
-    let emu = default_emulator().await;
-    let input = json!({"items": [1, 2, 3], "name": "ada", "pad_to": 0});
-    let (arn, output, invocations) = run_to_end(&emu, &python, &input).await;
-    assert_eq!(output["Status"], "SUCCEEDED", "{output}");
-    let result: Value = serde_json::from_str(output["Result"].as_str().expect("a Result"))
-        .expect("the Result is JSON");
-    assert_eq!(result["summary"], expected_summary());
-    assert_eq!(result["padding"], "");
-    // Suspended for the wait and for the callback.
-    assert!(invocations >= 3, "{invocations} invocations");
-    let held = snapshot(&emu, &arn);
-    assert_each_action_once(&held);
-    assert_operations(&held);
-    // A result within the response limit travels in the answer, not in a checkpoint: the
-    // service completes the execution from it (`finish_invocation`).
-    let execution = held
-        .operation(&held.execution_operation_id)
-        .expect("the EXECUTION operation");
-    assert_eq!(execution.status, "SUCCEEDED");
-    assert_eq!(execution.history, ["invocation:SUCCEEDED"]);
-    assert!(held.completed && held.current_token.is_none());
-    emu.shutdown().await;
+    official_sdk::handler_finishes_with_its_result(&runtime).await;
 }
 
 #[tokio::test]
 async fn python_sdk_oversized_result_is_checkpointed_on_the_execution() {
-    let Some(python) = python() else {
-        println!("skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)");
+    let Some(runtime) = runtime() else {
+        println!("{SKIPPED}");
         return;
     };
-    let emu = default_emulator().await;
-    let input = json!({"items": [1, 2, 3], "name": "ada", "pad_to": OVERSIZED});
-    let (arn, output, _) = run_to_end(&emu, &python, &input).await;
-    assert_eq!(output["Status"], "SUCCEEDED", "{}", abbreviated(&output));
-    assert_eq!(
-        output["Result"].as_str().unwrap_or_default(),
-        "",
-        "an oversized result is not returned"
-    );
-    let held = snapshot(&emu, &arn);
-    assert!(
-        held.completed,
-        "the EXECUTION SUCCEED completed the execution"
-    );
-    let execution = held
-        .operation(&held.execution_operation_id)
-        .expect("the EXECUTION operation");
-    assert_eq!(execution.status, "SUCCEEDED");
-    let payload = execution.result.as_deref().expect("the result is held");
-    assert_eq!(payload.len(), OVERSIZED);
-    let result: Value = serde_json::from_str(payload).expect("the held result is JSON");
-    assert_eq!(result["summary"], expected_summary());
-    let padding = result["padding"].as_str().expect("the padding");
-    assert!(padding.bytes().all(|b| b == b'x'));
-    assert_each_action_once(&held);
-    assert_operations(&held);
-    emu.shutdown().await;
+    official_sdk::oversized_result_is_checkpointed_on_the_execution(&runtime).await;
 }

@@ -1,6 +1,6 @@
 """Runs handler.handler once, as the Lambda runtime would: the invocation event (JSON) from
-the file named by the first argument, or stdin, and a minimal Lambda context. Prints the
-handler's output (JSON) on stdout.
+the file named by the first argument and a minimal Lambda context. Writes the handler's output
+(JSON) to the file named by the second argument: stdout is left to the SDK's logs.
 
 The checkpoint client is boto3's, aimed at the emulator with AWS_ENDPOINT_URL_LAMBDA.
 """
@@ -38,14 +38,13 @@ class FakeLambdaContext:
 
 
 def main():
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], encoding="utf-8") as f:
-            event = json.load(f)
-    else:
-        event = json.load(sys.stdin)
+    if len(sys.argv) != 3:
+        sys.exit("usage: invoke.py EVENT.json OUTPUT.json")
+    with open(sys.argv[1], encoding="utf-8") as f:
+        event = json.load(f)
     output = handler(event, FakeLambdaContext())
-    sys.stdout.write(json.dumps(output))
-    sys.stdout.flush()
+    with open(sys.argv[2], "w", encoding="utf-8") as f:
+        json.dump(output, f)
 
 
 if __name__ == "__main__":
