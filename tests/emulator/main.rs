@@ -24,3 +24,4 @@ mod robustness;
 mod rules;
 mod sdk;
 mod tokens;
+mod typescript_sdk;
