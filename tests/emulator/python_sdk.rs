@@ -8,12 +8,14 @@
 
 use std::path::Path;
 
-use crate::official_sdk::{self, HandlerRuntime};
+use crate::official_sdk::{self, Availability, HandlerRuntime};
 
-fn runtime() -> Option<HandlerRuntime> {
-    let python = std::env::var_os("CHECKPOINT_BATCHER_PYTHON").filter(|p| !p.is_empty())?;
+fn runtime() -> Availability {
+    let python = std::env::var_os("CHECKPOINT_BATCHER_PYTHON")
+        .filter(|p| !p.is_empty())
+        .ok_or("CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/invoke.py");
-    Some(HandlerRuntime {
+    Ok(HandlerRuntime {
         label: "python",
         program: python.into(),
         args: vec![script.into()],
@@ -21,22 +23,12 @@ fn runtime() -> Option<HandlerRuntime> {
     })
 }
 
-const SKIPPED: &str = "skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)";
-
 #[tokio::test]
 async fn python_sdk_handler_finishes_with_its_result() {
-    let Some(runtime) = runtime() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    official_sdk::handler_finishes_with_its_result(&runtime).await;
+    official_sdk::handler_finishes_with_its_result(runtime()).await;
 }
 
 #[tokio::test]
 async fn python_sdk_oversized_result_is_checkpointed_on_the_execution() {
-    let Some(runtime) = runtime() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    official_sdk::oversized_result_is_checkpointed_on_the_execution(&runtime).await;
+    official_sdk::oversized_result_is_checkpointed_on_the_execution(runtime()).await;
 }

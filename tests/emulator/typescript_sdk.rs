@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::official_sdk::{self, HandlerRuntime};
+use crate::official_sdk::{self, Availability, HandlerRuntime};
 
 /// The oldest Node that runs TypeScript (type stripping), and the first that does it unasked.
 const OLDEST: (u32, u32) = (22, 6);
@@ -27,9 +27,11 @@ const STRIPS_BY_DEFAULT: (u32, u32) = (22, 18);
 /// The scripts staged once per test process (see [`stage_scripts`]).
 static STAGED: OnceLock<PathBuf> = OnceLock::new();
 
-fn runtime() -> Option<HandlerRuntime> {
-    let node =
-        PathBuf::from(std::env::var_os("CHECKPOINT_BATCHER_NODE").filter(|p| !p.is_empty())?);
+fn runtime() -> Availability {
+    let node = std::env::var_os("CHECKPOINT_BATCHER_NODE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or("CHECKPOINT_BATCHER_NODE is not set (.ci/run sets it)")?;
     let modules = std::env::var_os("CHECKPOINT_BATCHER_NODE_MODULES")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
@@ -61,7 +63,7 @@ fn runtime() -> Option<HandlerRuntime> {
         args.push("--experimental-strip-types".into());
     }
     args.push(dir.join("invoke.ts").into());
-    Some(HandlerRuntime {
+    Ok(HandlerRuntime {
         label: "typescript",
         program: node,
         args,
@@ -118,22 +120,12 @@ fn link_dir(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::windows::fs::symlink_dir(target, link)
 }
 
-const SKIPPED: &str = "skipped: CHECKPOINT_BATCHER_NODE is not set (.ci/run sets it)";
-
 #[tokio::test]
 async fn typescript_sdk_handler_finishes_with_its_result() {
-    let Some(runtime) = runtime() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    official_sdk::handler_finishes_with_its_result(&runtime).await;
+    official_sdk::handler_finishes_with_its_result(runtime()).await;
 }
 
 #[tokio::test]
 async fn typescript_sdk_oversized_result_is_checkpointed_on_the_execution() {
-    let Some(runtime) = runtime() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    official_sdk::oversized_result_is_checkpointed_on_the_execution(&runtime).await;
+    official_sdk::oversized_result_is_checkpointed_on_the_execution(runtime()).await;
 }
