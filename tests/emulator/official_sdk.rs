@@ -328,6 +328,20 @@ pub async fn oversized_result_is_checkpointed_on_the_execution(runtime: Availabi
     assert_eq!(execution.status, "SUCCEEDED");
     // Completed by the checkpoint; the answer's empty Result came after and changed nothing.
     assert_eq!(execution.history, ["SUCCEED"]);
+    // The SDK names that update with an Id of its own (derived from `execution-result-<ms>`),
+    // not the EXECUTION operation's: the emulator takes any Id on an EXECUTION update.
+    let updates: Vec<_> = held
+        .applied
+        .iter()
+        .filter(|u| u.op_type == "EXECUTION")
+        .collect();
+    assert_eq!(updates.len(), 1, "one EXECUTION update: {updates:?}");
+    assert_eq!(updates[0].action, "SUCCEED");
+    assert_ne!(updates[0].id, held.execution_operation_id);
+    eprintln!(
+        "{}: EXECUTION SUCCEED with Id {:?} (the operation's is {:?})",
+        runtime.label, updates[0].id, held.execution_operation_id
+    );
     let payload = execution.result.as_deref().expect("the result is held");
     assert_eq!(payload.len(), OVERSIZED);
     let result: Value = serde_json::from_str(payload).expect("the held result is JSON");
