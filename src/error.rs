@@ -243,6 +243,9 @@ pub(crate) enum FailedCall {
     /// Not a call of this update's: an earlier batch was applied but its state pages could not
     /// be read, and this update was refused without being sent.
     AfterStatePage,
+    /// A group split across requests: its first part went in batches that were applied (the
+    /// last of them with state pages that could not be read), its rest was refused unsent.
+    PartlySent,
 }
 
 impl BatchFailure {
@@ -284,14 +287,23 @@ impl BatchFailure {
     pub fn scope(&self) -> FailureScope {
         match self.inner.during {
             FailedCall::Checkpoint => self.inner.cause.kind().scope(),
-            FailedCall::StatePage | FailedCall::AfterStatePage => FailureScope::Invocation,
+            FailedCall::StatePage | FailedCall::AfterStatePage | FailedCall::PartlySent => {
+                FailureScope::Invocation
+            }
         }
     }
 
-    /// Whether the checkpoint itself was applied and only reading the state pages that followed
-    /// it failed: the batch's updates are durable, though their callers were answered with
-    /// this failure. Only the callers of that batch are told so; updates refused after it
-    /// (queued behind it, or submitted later) were never sent, and their failure says `false`.
+    /// Whether the checkpoint itself is known to be applied, and only reading the state pages
+    /// that followed it failed: the batch's updates are durable, though their callers were
+    /// answered with this failure. Only the callers of that batch are told so (and a flush or
+    /// shutdown that covered nothing else); updates refused after it (queued behind it, or
+    /// submitted later) were never sent, and their failure says `false`.
+    ///
+    /// `false` means *not known* to be applied, not *known not* to be: a call whose answer was
+    /// lost on its last attempt may have been applied by the service (see
+    /// [`BatcherStats::unacknowledged`](crate::BatcherStats::unacknowledged)), and a group
+    /// split across requests may have its first part durable (its failure then says "partly
+    /// sent").
     #[must_use]
     pub fn checkpoint_applied(&self) -> bool {
         self.inner.during == FailedCall::StatePage
@@ -299,19 +311,26 @@ impl BatchFailure {
 
     /// The same failure as told to an update that was not in the failed batch: never sent.
     pub(crate) fn for_unsent(&self) -> Self {
-        if self.inner.during != FailedCall::StatePage {
+        self.retold(FailedCall::AfterStatePage)
+    }
+
+    /// The same failure as told to a group whose first part went in applied batches and whose
+    /// rest was never sent.
+    pub(crate) fn for_partly_sent(&self) -> Self {
+        self.retold(FailedCall::PartlySent)
+    }
+
+    /// This failure as told to callers outside the failed batch; a failed checkpoint call is
+    /// told as it is (nothing of it is known to be applied).
+    fn retold(&self, during: FailedCall) -> Self {
+        if self.inner.during == FailedCall::Checkpoint {
             return self.clone();
         }
         let cause = &self.inner.cause;
-        let mut unsent = BackendError::new(cause.kind, cause.message.clone());
-        unsent.status = cause.status;
-        unsent.retry_after = cause.retry_after;
-        Self::new(
-            unsent,
-            self.inner.sequence,
-            self.inner.attempts,
-            FailedCall::AfterStatePage,
-        )
+        let mut copy = BackendError::new(cause.kind, cause.message.clone());
+        copy.status = cause.status;
+        copy.retry_after = cause.retry_after;
+        Self::new(copy, self.inner.sequence, self.inner.attempts, during)
     }
 
     /// The sequence number of the batch that failed.
@@ -334,6 +353,10 @@ impl fmt::Display for BatchFailure {
             FailedCall::StatePage => "reading the execution state after applied checkpoint batch",
             FailedCall::AfterStatePage => {
                 "not sent: reading the execution state after applied checkpoint batch"
+            }
+            FailedCall::PartlySent => {
+                "partly sent (the group's first updates are durable, its others were not sent): \
+                 reading the execution state after applied checkpoint batch"
             }
         };
         let attempts = self.inner.attempts;

@@ -67,6 +67,7 @@ const CREDENTIALS_CODES: [&str; 11] = [
 ///   `RequestExpired`, `AccessDeniedException`, `NotAuthorized`, ...):
 ///   [`ErrorKind::Credentials`], which fails the invocation, not the execution.
 /// - a 408 (a request timeout from something in between): transient.
+/// - a 401 or 403 without a code: [`ErrorKind::Credentials`], as a refused credential is.
 /// - an error code starting with `KMS`: KMS. The service always sends its KMS errors with their
 ///   code; a 502 or 503 without one comes from a proxy or gateway in between, and is transient.
 /// - other 4xx: an invalid checkpoint token when the message says so, otherwise rejected. A
@@ -94,6 +95,9 @@ pub(crate) fn kind_for_status(status: u16, code: Option<&str>, message: &str) ->
         }
         // A request timeout from something in between: the request itself was not judged.
         408 => ErrorKind::Transient,
+        // Unauthenticated or forbidden without a code: the caller's credentials or permissions
+        // (or a proxy's), not the request; the execution must not be failed for them.
+        401 | 403 if code.is_none() => ErrorKind::Credentials,
         400..=499 => ErrorKind::Rejected,
         _ => ErrorKind::Transient,
     }
@@ -199,6 +203,20 @@ mod tests {
         assert_eq!(
             kind_for_status(404, None, "no such execution"),
             ErrorKind::Rejected
+        );
+    }
+
+    #[test]
+    fn unauthenticated_or_forbidden_without_a_code_is_the_invocations_credentials() {
+        for status in [401, 403] {
+            let kind = kind_for_status(status, None, "Forbidden");
+            assert_eq!(kind, ErrorKind::Credentials, "{status}");
+            assert_eq!(kind.scope(), crate::FailureScope::Invocation);
+        }
+        assert_eq!(
+            kind_for_status(403, Some("SomeOtherException"), "no"),
+            ErrorKind::Rejected,
+            "a named 403 the service documents elsewhere keeps its reading"
         );
     }
 

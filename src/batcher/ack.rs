@@ -20,7 +20,8 @@ pub(crate) struct AckedBatch {
     pub(crate) updates: usize,
     pub(crate) bytes: usize,
     pub(crate) operations: Vec<Operation>,
-    pub(crate) state_complete: bool,
+    /// The `NextMarker` of pages that could not be read (no token to read them with).
+    pub(crate) unread_marker: Option<String>,
 }
 
 /// The acknowledgement of a durable update: the checkpoint that carried it succeeded.
@@ -47,7 +48,7 @@ impl fmt::Debug for CheckpointAck {
             .field("batch_bytes", &self.batch.bytes)
             .field("position", &self.position)
             .field("operations", &self.batch.operations.len())
-            .field("state_complete", &self.batch.state_complete)
+            .field("state_complete", &self.state_complete())
             .finish()
     }
 }
@@ -104,7 +105,14 @@ impl CheckpointAck {
     /// the same; a re-invocation reads the state afresh.
     #[must_use]
     pub fn state_complete(&self) -> bool {
-        self.batch.state_complete
+        self.batch.unread_marker.is_none()
+    }
+
+    /// The `NextMarker` of the pages that could not be read, when
+    /// [`state_complete`](Self::state_complete) is `false`.
+    #[must_use]
+    pub fn unread_marker(&self) -> Option<&str> {
+        self.batch.unread_marker.as_deref()
     }
 
     /// Whether `other` acknowledges an update of the same batch.

@@ -39,7 +39,7 @@ use crate::backend::DurableBackend;
 use crate::config::{BatcherConfig, RetryPolicy};
 use crate::error::{BatchFailure, BatcherError, CloseReason};
 use crate::size::{CLIENT_TOKEN_LEN, envelope_bytes};
-use answers::Answers;
+use answers::{Answers, FailedBatch};
 
 mod answers;
 
@@ -86,6 +86,8 @@ pub(crate) struct Actor {
     in_flight: Option<InFlight>,
     /// The answers to the last batch that succeeded, not yet sent.
     answers: Option<Answers>,
+    /// The batch whose failure stopped the batcher, if one did.
+    failed_batch: Option<FailedBatch>,
     batches_sent: u64,
     client_token_prefix: u64,
     rng: fastrand::Rng,
@@ -124,6 +126,7 @@ impl Actor {
             shutdowns: Vec::new(),
             in_flight: None,
             answers: None,
+            failed_batch: None,
             batches_sent: 0,
             // Never from the jitter seed: two batchers seeded alike (a re-invocation of the same
             // execution) would reuse client tokens, and the service would take a new batch for

@@ -35,8 +35,13 @@ use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
 ///   update: the operations that batch changed, the call's own among them. Changes the service
 ///   reported to other batches are in their callers' outputs, not this one; code that tracks
 ///   state from outputs alone should read it with `get_execution_state`.
+///   When the batch's answer announced pages the batcher could not read (the service ended
+///   the token chain with it), the output keeps their `NextMarker`.
 /// - `get_execution_state` passes through to the backend given at construction, with the
-///   token the caller passes.
+///   token the caller passes. A token from an output is only good until the next batch goes
+///   (each call consumes the current token), so a read with it can fail as stale while other
+///   tasks checkpoint; an empty `checkpoint` call (a [`refresh`](BatcherHandle::refresh))
+///   returns the changes the service reports without that race.
 ///
 /// A batcher failure becomes a [`BackendError`] of the same scope: a failure keeps its kind
 /// ([`ErrorKind::Rejected`], [`ErrorKind::Kms`], [`ErrorKind::Credentials`], ...), except one
@@ -128,6 +133,9 @@ fn output(ack: &CheckpointAck) -> CheckpointDurableExecutionOutput {
         .new_execution_state(
             CheckpointUpdatedExecutionState::builder()
                 .set_operations(Some(ack.operations().to_vec()))
+                // Pages the batcher could not read stay announced: without the marker the
+                // output would pass for the whole state.
+                .set_next_marker(ack.unread_marker().map(str::to_owned))
                 .build(),
         )
         .build()

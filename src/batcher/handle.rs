@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tracing::Span;
 
 use super::ack::{AckFuture, CheckpointAck};
+use super::assemble::{Assembler, BatchLimits, Cut};
 use super::message::{Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
@@ -113,8 +114,10 @@ impl BatcherHandle {
     /// acknowledgement. Dropping that future (fire-and-forget, as the official SDKs do for a
     /// step's START) never cancels the update.
     ///
-    /// `Ok` means the update was accepted: it will be written unless the batcher fails. It does
-    /// not mean the update is durable; await the [`AckFuture`] for that.
+    /// `Ok` means the update was accepted: it will be written unless the batcher fails or the
+    /// service ends the token chain first (a revoked token, a completed execution), and then
+    /// its future says so. It does not mean the update is durable; await the [`AckFuture`] for
+    /// that.
     ///
     /// # Errors
     ///
@@ -307,6 +310,7 @@ impl BatcherHandle {
         for update in &updates {
             validate_update(update).map_err(BatcherError::InvalidUpdate)?;
         }
+        group_rules(&updates).map_err(BatcherError::InvalidUpdate)?;
         let deadline = deadline_after(self.flush_interval);
         let span = Span::current();
         let (reply, rx) = oneshot::channel();
@@ -341,8 +345,11 @@ impl BatcherHandle {
     ///
     /// # Errors
     ///
-    /// As [`checkpoint`](Self::checkpoint); [`BatcherError::InvalidUpdate`] for an empty group
-    /// or for the first update that breaks a field constraint (then nothing was queued).
+    /// As [`checkpoint`](Self::checkpoint); [`BatcherError::InvalidUpdate`] for an empty group,
+    /// for the first update that breaks a field constraint, or for a group that breaks a rule
+    /// of one request (an update after an EXECUTION update, two updates of one Id other than a
+    /// START and one more of a STEP or CONTEXT), which the service would refuse whole: then
+    /// nothing was queued.
     ///
     /// # Cancel safety
     ///
@@ -404,6 +411,31 @@ impl BatcherHandle {
     fn stopped(&self) -> BatcherError {
         self.shared.stopped()
     }
+}
+
+/// Refuses a group that breaks a rule of one request (docs/PROTOCOL.md, "Request
+/// rules"): the service would refuse such a request whole, while the queue would cut the
+/// group at the rule and send its parts apart, applying the first part alone. Count and size
+/// are not rules here: a group larger than one request is split, as documented.
+fn group_rules(updates: &[OperationUpdate]) -> Result<(), InvalidUpdate> {
+    let mut assembler = Assembler::new(BatchLimits::with_limits(usize::MAX, usize::MAX), 0);
+    let sized = updates.iter().map(|update| (update, 0));
+    let Err((index, cut)) = assembler.try_add_all(sized) else {
+        return Ok(());
+    };
+    let id = updates.get(index).map_or("", |update| update.id.as_str());
+    let reason = if cut == Cut::AfterExecution {
+        format!(
+            "update {index} (Id \"{id}\") follows an EXECUTION update: an EXECUTION update must \
+             be the last of a request"
+        )
+    } else {
+        format!(
+            "update {index} is a second update of Id \"{id}\" in one group: a request carries \
+             one update per operation, or a START and one other update of a STEP or CONTEXT"
+        )
+    };
+    Err(InvalidUpdate::new("Updates", reason))
 }
 
 /// When an update queued now with `max_delay` must go at the latest; `None`: at once. Capped,

@@ -78,7 +78,9 @@ use shared::Shared;
 /// The queue holds [`queue_capacity`](crate::BatcherConfig::queue_capacity) commands. Beyond
 /// the batch in flight and the one being assembled, the actor takes nothing from it, so a full
 /// queue makes [`BatcherHandle::submit`] wait and [`BatcherHandle::try_submit`] fail with
-/// [`BatcherError::QueueFull`](crate::BatcherError::QueueFull).
+/// [`BatcherError::QueueFull`](crate::BatcherError::QueueFull). A group
+/// ([`BatcherHandle::submit_all`]) is one command whatever its size, so the bound in updates
+/// is `queue_capacity` plus the groups' sizes beyond one.
 ///
 /// # Failure
 ///
@@ -189,25 +191,34 @@ impl CheckpointBatcher {
         ))
     }
 
+    /// What [`spawn`](Self::spawn) refuses before it starts anything: a configuration out of
+    /// range, an empty ARN, a token the service would not take.
+    pub(crate) fn check_start(
+        arn: &str,
+        token: &str,
+        config: &BatcherConfig,
+    ) -> Result<(), ConfigError> {
+        config.validate()?;
+        if arn.is_empty() {
+            return Err(ConfigError::new("arn", "must not be empty"));
+        }
+        let chars = token.chars().count();
+        if chars == 0 || chars > SERVICE_MAX_TOKEN_CHARS {
+            return Err(ConfigError::new(
+                "initial_token",
+                format!("must be 1 to {SERVICE_MAX_TOKEN_CHARS} characters, got {chars}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn build(
         backend: Arc<dyn DurableBackend>,
         arn: String,
         token: String,
         config: &BatcherConfig,
     ) -> Result<(BatcherHandle, Actor), ConfigError> {
-        config.validate()?;
-        if arn.is_empty() {
-            return Err(ConfigError::new("arn", "must not be empty"));
-        }
-        if token.is_empty() || token.chars().count() > SERVICE_MAX_TOKEN_CHARS {
-            return Err(ConfigError::new(
-                "initial_token",
-                format!(
-                    "must be 1 to {SERVICE_MAX_TOKEN_CHARS} characters, got {}",
-                    token.chars().count()
-                ),
-            ));
-        }
+        Self::check_start(&arn, &token, config)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (report_tx, report_rx) = watch::channel(None);
         let shared = Arc::new(Shared::new(report_rx));

@@ -45,8 +45,8 @@ const STATE_PAGE_ITEMS: i32 = 1000;
 pub(crate) struct Sent {
     pub(crate) token: Option<String>,
     pub(crate) operations: Vec<Operation>,
-    /// False when the response announced more pages that could not be read (no token).
-    pub(crate) state_complete: bool,
+    /// The marker of pages the response announced that could not be read (no token).
+    pub(crate) unread_marker: Option<String>,
 }
 
 /// A batch's call, retries and pages included.
@@ -204,7 +204,7 @@ impl SendJob {
         Ok(Sent {
             token,
             operations,
-            state_complete: marker.is_none(),
+            unread_marker: marker,
         })
     }
 }
@@ -251,7 +251,9 @@ where
 {
     let what = match during {
         FailedCall::Checkpoint => "checkpoint call",
-        FailedCall::StatePage | FailedCall::AfterStatePage => "state page call",
+        FailedCall::StatePage | FailedCall::AfterStatePage | FailedCall::PartlySent => {
+            "state page call"
+        }
     };
     let (result, made) = with_retries(policy, rng, what, || shared.record_retry(), call).await;
     *attempts += made;

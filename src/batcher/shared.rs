@@ -116,12 +116,17 @@ impl Shared {
     }
 
     /// What a caller whose reply the actor dropped unanswered is told: the actor is gone
-    /// ([`CloseReason::WorkerGone`]), unless a failure had latched before, which is the cause
-    /// that kept its update from being written (and says which side should give up).
+    /// ([`CloseReason::WorkerGone`]), unless something had ended the batcher for good before (a
+    /// latched failure, a revoked token, a completed execution), which is the cause that kept
+    /// its update from being written and tells the handler what to do. A shutdown in progress
+    /// is not such a cause: it would have written the update.
     pub(crate) fn gone(&self) -> BatcherError {
         match self.terminal() {
-            Some(failed @ BatcherError::Failed(_)) => failed,
-            _ => BatcherError::closed(CloseReason::WorkerGone),
+            Some(BatcherError::Closed(closed)) if closed.reason() == CloseReason::ShutDown => {
+                BatcherError::closed(CloseReason::WorkerGone)
+            }
+            Some(ended) => ended,
+            None => BatcherError::closed(CloseReason::WorkerGone),
         }
     }
 
@@ -201,6 +206,40 @@ impl Shared {
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             unacknowledged: self.unacknowledged.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(error: &BatcherError) -> Option<CloseReason> {
+        match error {
+            BatcherError::Closed(closed) => Some(closed.reason()),
+            _ => None,
+        }
+    }
+
+    /// A worker that dies after the chain ended leaves callers still in its channel with the
+    /// end of the chain (what the handler must act on), not a bare "gone"; one that dies
+    /// during a shutdown leaves them with "gone", since the shutdown would have written them.
+    #[test]
+    fn a_worker_gone_after_the_chain_ended_reports_the_end_of_the_chain() {
+        for (terminal, told) in [
+            (CloseReason::TokenRevoked, CloseReason::TokenRevoked),
+            (
+                CloseReason::ExecutionCompleted,
+                CloseReason::ExecutionCompleted,
+            ),
+            (CloseReason::ShutDown, CloseReason::WorkerGone),
+        ] {
+            let (published, finished) = watch::channel(None);
+            let shared = Shared::new(finished);
+            shared.set_terminal(&BatcherError::closed(terminal));
+            drop(published);
+            assert_eq!(reason(&shared.gone()), Some(told), "{terminal:?}");
+            assert_eq!(reason(&shared.stopped()), Some(told), "{terminal:?}");
         }
     }
 }

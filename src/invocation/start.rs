@@ -78,7 +78,8 @@ impl CheckpointBatcher {
         event: &InvocationEvent,
         config: BatcherConfig,
     ) -> Result<(BatcherHandle, History), InvocationError> {
-        config.validate()?;
+        // Refused before the history is read with the same token: nothing is called.
+        Self::check_start(event.arn(), event.checkpoint_token(), &config)?;
         let history = History::load(backend.as_ref(), event, &config.retry).await?;
         let batcher = Self::spawn(backend, event.arn(), event.checkpoint_token(), config)?;
         Ok((batcher, history))

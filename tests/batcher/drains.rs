@@ -100,6 +100,45 @@ async fn a_drain_cut_short_by_a_revoked_token_is_no_success() {
     );
 }
 
+/// A flush that reached the actor while the batch it waits for was in flight, and one sent
+/// after that batch's answer revoked the token, cover the same acknowledged update: both are
+/// told the revocation, as the shutdown is, so that no drain invites the handler to report a
+/// result.
+#[tokio::test(start_paused = true)]
+async fn flushes_over_a_batch_answered_with_a_revocation_agree_with_the_shutdown() {
+    let rig = rig(config());
+    rig.faulty.hold();
+    rig.faulty.push(Fault::Respond(
+        CheckpointDurableExecutionOutput::builder().build(),
+    ));
+    let ack = rig.batcher.submit(start("a")).await.unwrap();
+    rig.faulty.wait_for_calls(1).await;
+    let early = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.flush().await }
+    });
+    // Let the flush reach the actor while the call is held.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    rig.faulty.release();
+    let ack = within(LIMIT, ack).await.expect("`a` was applied");
+    assert_eq!(ack.checkpoint_token(), None);
+    let early = within(LIMIT, early).await.unwrap();
+    let late = within(LIMIT, rig.batcher.flush()).await;
+    let shut = within(LIMIT, rig.batcher.shutdown()).await.map(drop);
+    for (who, answer) in [
+        ("early flush", &early),
+        ("late flush", &late),
+        ("shutdown", &shut),
+    ] {
+        assert!(
+            matches!(answer, Err(e) if is_closed(e, CloseReason::TokenRevoked)),
+            "{who}: {answer:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_cut_short_by_a_latched_failure_returns_that_failure() {
     let rig = rig(config());

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::support::*;
 use aws_sdk_lambda::types::{OperationAction, OperationType};
 use checkpoint_batcher::{
-    BatcherConfig, BatcherError, BatchingBackend, CheckpointBatcher, DurableBackend, FaultyBackend,
-    InMemoryBackend, RandomFaults,
+    BatcherConfig, BatcherError, BatchingBackend, CheckpointBatcher, DurableBackend, ErrorKind,
+    FaultyBackend, InMemoryBackend, RandomFaults,
 };
 
 /// The Ids each checkpoint call carried, in order.
@@ -95,6 +95,48 @@ async fn an_empty_or_invalid_group_is_refused_whole_before_anything_is_queued() 
     );
     rig.batcher.shutdown().await.unwrap();
     assert_eq!(rig.faulty.calls(), 0, "nothing of a refused group was sent");
+}
+
+/// A group that breaks a rule of one request would be refused whole by the service; split at
+/// the rule, its first part would be applied alone (an EXECUTION completion, say) and the rest
+/// refused behind it. It is refused before anything is queued, naming the update, and code
+/// written against the trait gets a rejected request, as from the service.
+#[tokio::test(start_paused = true)]
+async fn a_group_that_breaks_a_request_rule_is_refused_whole_not_split() {
+    let rig = rig(config());
+    let done = update("exec", OperationType::Execution, OperationAction::Succeed);
+    let after_execution = rig
+        .batcher
+        .submit_all(vec![done.clone(), start("x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&after_execution, BatcherError::InvalidUpdate(bad)
+            if bad.field() == "Updates" && bad.reason().contains("update 1 (Id \"x\")")),
+        "{after_execution}"
+    );
+    let twice = rig
+        .batcher
+        .submit_all(vec![start("a"), succeed("a", "1"), succeed("a", "2")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&twice, BatcherError::InvalidUpdate(bad) if bad.reason().contains("update 2")),
+        "{twice}"
+    );
+    let trait_backend = BatchingBackend::new(rig.batcher.clone(), rig.faulty.clone());
+    let refused = trait_backend
+        .checkpoint(ARN, "ignored", vec![done, start("y")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Rejected, "{refused}");
+    // A START and one more update of a STEP is a legal pair, and goes as one request.
+    rig.batcher
+        .checkpoint_all(vec![start("s"), succeed("s", "1")])
+        .await
+        .unwrap();
+    rig.batcher.shutdown().await.unwrap();
+    assert_eq!(calls(&rig), [["s", "s"]], "only the legal group was sent");
 }
 
 #[tokio::test(start_paused = true)]

@@ -310,3 +310,109 @@ async fn pages_announced_by_an_answer_without_a_token_are_reported_missing() {
         "an acknowledgement must not claim the whole state when pages were left unread"
     );
 }
+
+/// The batcher over [`Troubled`] with a rejected marker: every checkpoint is applied, every
+/// state page refused.
+fn pages_refused(config: BatcherConfig) -> checkpoint_batcher::BatcherHandle {
+    let backend = std::sync::Arc::new(Troubled {
+        trouble: PageTrouble::RejectedMarker,
+        pages: Mutex::new(0),
+    });
+    CheckpointBatcher::spawn(backend, ARN, "t0", config).unwrap()
+}
+
+fn failure(error: &BatcherError) -> &checkpoint_batcher::BatchFailure {
+    match error {
+        BatcherError::Failed(failure) => failure,
+        other => panic!("expected the latched failure, got {other}"),
+    }
+}
+
+/// A flush or shutdown that covers only the applied batch (and batches acknowledged before it)
+/// is told what that batch's callers are told: applied, not "not sent".
+#[tokio::test(start_paused = true)]
+async fn a_drain_that_covers_only_the_applied_batch_is_told_applied() {
+    let batcher = pages_refused(config());
+    drop(batcher.submit(start("a")).await.unwrap());
+    let flushed = within(Duration::from_secs(600), batcher.flush())
+        .await
+        .unwrap_err();
+    let shut = within(Duration::from_secs(600), batcher.shutdown())
+        .await
+        .unwrap_err();
+    for (who, error) in [("flush", &flushed), ("shutdown", &shut)] {
+        assert!(
+            failure(error).checkpoint_applied(),
+            "{who}: every update it covers is durable: {error}"
+        );
+        assert!(!error.to_string().contains("not sent"), "{who}: {error}");
+        assert_eq!(error.scope(), Some(FailureScope::Invocation), "{who}");
+    }
+
+    // With an update refused unsent behind the applied batch, the shutdown covers it too.
+    let config = BatcherConfig {
+        max_batch_updates: 1,
+        ..config()
+    };
+    let batcher = pages_refused(config);
+    drop(batcher.submit(start("a")).await.unwrap());
+    drop(batcher.submit(start("b")).await.unwrap());
+    let shut = within(Duration::from_secs(600), batcher.shutdown())
+        .await
+        .unwrap_err();
+    assert!(!failure(&shut).checkpoint_applied(), "`b` was never sent");
+    assert!(shut.to_string().starts_with("not sent"), "{shut}");
+}
+
+/// A group split across requests whose first part was applied (its pages then refused) and
+/// whose rest was never sent is told "partly sent": neither "applied" nor "not sent" is true.
+#[tokio::test(start_paused = true)]
+async fn a_split_group_whose_first_part_was_applied_is_told_partly_sent() {
+    let config = BatcherConfig {
+        max_batch_updates: 1,
+        ..config()
+    };
+    let batcher = pages_refused(config.clone());
+    let error = within(
+        Duration::from_secs(600),
+        batcher.checkpoint_all(vec![start("a"), start("b")]),
+    )
+    .await
+    .unwrap_err();
+    assert!(!failure(&error).checkpoint_applied(), "`b` was not sent");
+    assert!(error.to_string().starts_with("partly sent"), "{error}");
+    assert_eq!(error.scope(), Some(FailureScope::Invocation));
+    // A whole group queued behind the failed batch is plainly not sent.
+    let batcher = pages_refused(config);
+    let first = batcher.submit(start("a")).await.unwrap();
+    let group = batcher
+        .submit_all(vec![start("b"), start("c")])
+        .await
+        .unwrap();
+    assert!(
+        failure(&within(Duration::from_secs(600), first).await.unwrap_err()).checkpoint_applied()
+    );
+    let group = within(Duration::from_secs(600), group).await.unwrap_err();
+    assert!(group.to_string().starts_with("not sent"), "{group}");
+}
+
+/// Code written against the trait sees that pages were left unread: the output keeps the
+/// `NextMarker` an answer without a token announced.
+#[tokio::test(start_paused = true)]
+async fn batching_backend_keeps_unread_pages_announced() {
+    let backend = std::sync::Arc::new(Troubled {
+        trouble: PageTrouble::NoToken,
+        pages: Mutex::new(0),
+    });
+    let batcher = CheckpointBatcher::spawn(backend.clone(), ARN, "t0", config()).unwrap();
+    let trait_backend = checkpoint_batcher::BatchingBackend::new(batcher, backend);
+    let output = within(
+        Duration::from_secs(600),
+        trait_backend.checkpoint(ARN, "ignored", vec![start("a")], None),
+    )
+    .await
+    .expect("applied");
+    assert_eq!(output.checkpoint_token, None);
+    let state = output.new_execution_state.expect("a state");
+    assert_eq!(state.next_marker.as_deref(), Some("m1"));
+}

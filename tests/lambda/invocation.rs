@@ -704,6 +704,25 @@ async fn an_invalid_retry_policy_is_refused_before_any_call() {
     assert!(backend.calls().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_event_token_the_service_would_not_take_is_refused_before_the_history_is_read() {
+    let backend = std::sync::Arc::new(Pages::new([]));
+    let mut value = event(vec![], Some("m1"));
+    value["CheckpointToken"] = json!("A".repeat(checkpoint_batcher::SERVICE_MAX_TOKEN_CHARS + 1));
+    let err = checkpoint_batcher::CheckpointBatcher::for_invocation(
+        backend.clone(),
+        &parse(value),
+        checkpoint_batcher::BatcherConfig::default(),
+    )
+    .await
+    .expect_err("the token is longer than the service allows");
+    assert!(
+        matches!(&err, InvocationError::Config(c) if c.field() == "initial_token"),
+        "{err}"
+    );
+    assert!(backend.calls().is_empty(), "no page was read with it");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The emulator plays the service's side
 

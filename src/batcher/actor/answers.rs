@@ -11,6 +11,7 @@
 //! - **Nobody forgotten.** [`Actor::stop`] answers everything queued; commands drained after
 //!   it are answered by [`Actor::answer_stopped`].
 
+use std::mem;
 use std::sync::Arc;
 
 use super::{Actor, Phase};
@@ -19,6 +20,15 @@ use crate::batcher::message::{AckSender, Command, FlushSender};
 use crate::batcher::send::{InFlight, Sent};
 use crate::batcher::shared::{BatcherReport, FinalAnswer};
 use crate::error::{BatchFailure, BatcherError, CloseReason};
+
+/// The batch whose failure stopped the batcher, for the drains' answers.
+pub(super) struct FailedBatch {
+    /// The sequence of its last update, as a flush's mark counts them.
+    last_update: u64,
+    updates: usize,
+    /// What its own callers were told.
+    error: BatcherError,
+}
 
 /// The answers to a batch that succeeded, not yet sent (see [`Actor::deliver`]).
 pub(super) struct Answers {
@@ -37,7 +47,12 @@ impl Actor {
         self.shared.record_batch(flight.replies.len(), flight.bytes);
         self.acknowledged = flight.last_update;
         let mut flushes = Vec::new();
-        while let Some((mark, _)) = self.flushes.front()
+        // A revoked token (no token, and not the answer to the execution's completion) makes
+        // every drain an error, as the final answer is: the flushes this batch completed are
+        // left for `stop`, which answers them so.
+        let revoked = sent.token.is_none() && !flight.ends_execution;
+        while !revoked
+            && let Some((mark, _)) = self.flushes.front()
             && *mark <= self.acknowledged
         {
             flushes.extend(self.flushes.pop_front().map(|(_, reply)| reply));
@@ -50,7 +65,7 @@ impl Actor {
                 updates: flight.replies.len(),
                 bytes: flight.bytes,
                 operations: sent.operations,
-                state_complete: sent.state_complete,
+                unread_marker: sent.unread_marker,
             }),
             replies: flight.replies,
             refreshes: flight.refreshes,
@@ -75,7 +90,13 @@ impl Actor {
         first.extend(flight.refreshes);
         // Everyone else gets the failure as it concerns them: their updates were not sent.
         let unsent = BatcherError::Failed(failure.for_unsent());
-        self.stop(unsent, first, &BatcherError::Failed(failure), updates);
+        let own = BatcherError::Failed(failure);
+        self.failed_batch = Some(FailedBatch {
+            last_update: flight.last_update,
+            updates,
+            error: own.clone(),
+        });
+        self.stop(unsent, first, &own, updates);
     }
 
     /// Answers the callers of the last batch that succeeded, then the flushes it completed.
@@ -127,12 +148,47 @@ impl Actor {
         for reply in first {
             let _ = reply.send(Err(first_error.clone()));
         }
-        let queued = self.queue.drain().filter_map(|s| s.reply);
-        for reply in queued.chain(self.refreshes.drain(..)) {
+        // A group whose first updates were sent before the stop is told so: "not sent" would
+        // deny what the service holds.
+        let partly_sent = match &error {
+            BatcherError::Failed(failure) => BatcherError::Failed(failure.for_partly_sent()),
+            other => other.clone(),
+        };
+        let mut group_left = 0_usize;
+        for submission in self.queue.drain() {
+            let started_here = submission.unit > 0 || group_left > 0;
+            group_left = match submission.unit {
+                0 => group_left.saturating_sub(1),
+                unit => unit - 1,
+            };
+            if let Some(reply) = submission.reply {
+                let answer = if started_here { &error } else { &partly_sent };
+                let _ = reply.send(Err(answer.clone()));
+            }
+        }
+        for reply in self.refreshes.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
-        for (_, reply) in self.flushes.drain(..) {
-            let _ = reply.send(Err(error.clone()));
+        for (mark, reply) in mem::take(&mut self.flushes) {
+            let _ = reply.send(Err(self.drain_error(Some(mark), &error)));
+        }
+    }
+
+    /// What a drain (a flush up to `mark`, or the shutdown: `None`) is told once the batcher
+    /// stopped with `error`: the failed batch's own failure when every update it covers that
+    /// was not acknowledged was in that batch (so "applied" stays true where it is), otherwise
+    /// `error`, as told to the updates that were never sent.
+    fn drain_error(&self, mark: Option<u64>, error: &BatcherError) -> BatcherError {
+        match &self.failed_batch {
+            Some(failed)
+                if mark.map_or(
+                    self.shared.unacknowledged() == failed.updates as u64,
+                    |mark| mark <= failed.last_update,
+                ) =>
+            {
+                failed.error.clone()
+            }
+            _ => error.clone(),
         }
     }
 
@@ -147,7 +203,7 @@ impl Actor {
         let revoked =
             matches!(error, BatcherError::Closed(c) if c.reason() == CloseReason::TokenRevoked);
         if matches!(error, BatcherError::Failed(_)) || revoked || self.shared.unacknowledged() > 0 {
-            return Err(error.clone());
+            return Err(self.drain_error(None, error));
         }
         // Stopped without refusing anything and not by a revocation: the execution completed.
         Ok(self.report(false))
