@@ -55,6 +55,8 @@ struct Gen {
     applied: Vec<usize>,
     /// State reads with an ordinary `MaxItems`, and no checkpoint applied since.
     fresh_reads: Vec<usize>,
+    /// State reads with an ordinary `MaxItems` that a checkpoint applied since then.
+    stale_reads: Vec<usize>,
     /// Whether this sequence may carry payloads of a MiB or more.
     big: bool,
     /// Whether the last request is one the servers are known to apply differently: nothing
@@ -72,6 +74,7 @@ pub fn sequence(seed: u64, name: String) -> Sequence {
         completed: false,
         applied: Vec::new(),
         fresh_reads: Vec::new(),
+        stale_reads: Vec::new(),
         big: false,
         over: false,
     };
@@ -139,7 +142,8 @@ impl Gen {
         self.requests.push(req);
         if applied && is_checkpoint {
             self.applied.push(self.requests.len() - 1);
-            self.fresh_reads.clear();
+            let fresh = std::mem::take(&mut self.fresh_reads);
+            self.stale_reads.extend(fresh);
         }
     }
 
@@ -755,7 +759,20 @@ impl Gen {
                     unknown_arn: false,
                 });
             }
-            5..=7 => {
+            5 => match self.pick(&self.stale_reads.clone()) {
+                // A marker answered before the last applied checkpoint.
+                Some(k) => self.push(
+                    Request::State {
+                        token: TokenRef::Current,
+                        marker: MarkerRef::NextOf(k),
+                        max_items: Some("1".to_owned()),
+                        unknown_arn: false,
+                    },
+                    false,
+                ),
+                None => self.state_read(),
+            },
+            6 | 7 => {
                 let mut u = update(&a, "STEP", "START");
                 let mut close = update(&a, "STEP", "FAIL");
                 close["Error"] = json!({"ErrorType": "E", "ErrorMessage": xs(40 * KIB)});

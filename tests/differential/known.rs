@@ -8,7 +8,7 @@ use checkpoint_batcher::emulator::OperationRecord;
 use serde_json::Value;
 
 use crate::drive::{Chain, EXEC, Outcome, Side};
-use crate::sequence::{Request, expanded_len};
+use crate::sequence::{MarkerRef, Request, expanded_len};
 
 /// Where the difference stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -563,6 +563,26 @@ pub const KNOWN: &[Known] = &[
                 && ours_refused(ours)
         },
         shows: |runner, _, _| runner.refused_ipve(true),
+        diverges: false,
+    },
+    Known {
+        name: "marker answered before the last checkpoint",
+        standing: Standing::Open("whether a state marker outlives the next checkpoint"),
+        reason: "the runner ties a marker to the token it was read with and refuses it once a checkpoint moved the \
+                 chain; this crate's markers stay valid for the life of the execution",
+        applies: |req, ctx, ours| {
+            let Request::State {
+                marker: MarkerRef::NextOf(k),
+                ..
+            } = req
+            else {
+                return false;
+            };
+            ours.accepted()
+                && ctx.ours.marker(*k).is_some()
+                && (*k..ctx.index).any(|j| ctx.ours.answers[j].outcome.chain() == Some(Chain::New))
+        },
+        shows: |runner, _, _| runner_refused(runner),
         diverges: false,
     },
 ];
