@@ -13,8 +13,9 @@ use crate::sequence::{MarkerRef, Request, expanded_len};
 /// Where the difference stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {
-    /// Kept on purpose: the runner is the one that differs from the service. Names the row of
-    /// `docs/PROTOCOL.md`, "AWS's local runner, compared", that says why.
+    /// Kept on purpose: the runner is the one that differs from the service. Quotes the text of
+    /// `docs/PROTOCOL.md` (its row in "AWS's local runner, compared", or the rule) that says
+    /// why; a test checks the quote is there.
     Deliberate(&'static str),
     /// The emulator is to agree with the runner here: a rule it does not enforce yet. Names
     /// the rule.
@@ -203,7 +204,7 @@ pub const KNOWN: &[Known] = &[
     },
     Known {
         name: "ClientToken outside the model's pattern",
-        standing: Standing::Deliberate("ClientToken outside the API model's pattern"),
+        standing: Standing::Deliberate("ClientToken is 1 to 64 characters"),
         reason: "the runner checks no ClientToken format; the API model's ClientToken is 1-64 characters of [\\x21-\\x7E]",
         applies: |req, _, ours| {
             ours_refused(ours)

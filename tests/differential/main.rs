@@ -371,3 +371,19 @@ async fn regression_cases_agree_with_the_local_runner() {
         "regressions.json holds no case showing {unseen:?}: add one"
     );
 }
+
+/// Each deliberate difference quotes the text of `docs/PROTOCOL.md` that gives its reason; the
+/// quote must be found there (backticks aside), so that neither drifts from the other.
+#[test]
+fn deliberate_differences_are_documented_in_protocol_md() {
+    let doc = include_str!("../../docs/PROTOCOL.md").replace('`', "");
+    for k in KNOWN {
+        if let Standing::Deliberate(quote) = k.standing {
+            assert!(
+                doc.contains(&quote.replace('`', "")),
+                "known difference {:?} cites {quote:?}, which docs/PROTOCOL.md does not contain",
+                k.name
+            );
+        }
+    }
+}
