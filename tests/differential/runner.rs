@@ -63,8 +63,20 @@ pub struct RunnerExecution {
 
 impl Runner {
     /// Starts `dex-local-runner` (the console script next to `python`) on a free loopback
-    /// port, with dummy credentials and no AWS configuration, and waits for `/health`.
+    /// port, with dummy credentials and no AWS configuration, and waits for `/health`. The
+    /// port is picked before the runner binds it (it has no port 0), so another process may
+    /// take it in between: a runner that exits at start is tried again on another port.
     pub async fn start(python: &Path, tag: &str) -> Result<Self, String> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(python, tag).await {
+                Err(e) if attempt < 3 && e.contains("exited") => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(python: &Path, tag: &str) -> Result<Self, String> {
         let script = python
             .parent()
             .map(|dir| dir.join("dex-local-runner"))
