@@ -150,6 +150,15 @@ impl fmt::Display for Outcome {
 pub struct Answer {
     pub outcome: Outcome,
     pub raw: String,
+    /// For a refusal: the `X-Amzn-ErrorType` header and the body's `Type`, as sent.
+    pub error_shape: Option<ErrorShape>,
+}
+
+/// Where an error response names its type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorShape {
+    pub header: Option<String>,
+    pub body_type: Option<String>,
 }
 
 /// One server's view of the execution a sequence runs on.
@@ -316,6 +325,10 @@ impl Side {
                     stale,
                 },
                 raw,
+                error_shape: Some(ErrorShape {
+                    header: resp.header("x-amzn-errortype").map(str::to_owned),
+                    body_type: body["Type"].as_str().map(str::to_owned),
+                }),
             };
         }
         let (ops_json, marker) = if req.is_checkpoint() {
@@ -349,7 +362,11 @@ impl Side {
         } else {
             Outcome::Page { ops, more }
         };
-        Answer { outcome, raw }
+        Answer {
+            outcome,
+            raw,
+            error_shape: None,
+        }
     }
 
     /// The compared key of an operation from this server's JSON.

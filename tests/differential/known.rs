@@ -7,7 +7,7 @@
 use checkpoint_batcher::emulator::OperationRecord;
 use serde_json::Value;
 
-use crate::drive::{Chain, EXEC, Outcome, Side};
+use crate::drive::{Chain, EXEC, ErrorShape, Outcome, Side};
 use crate::sequence::{MarkerRef, Request, expanded_len};
 
 /// Where the difference stands.
@@ -147,6 +147,28 @@ fn runner_refused(runner: &Outcome) -> bool {
 
 fn ours_refused(ours: &Outcome) -> bool {
     ours.refused_ipve(false)
+}
+
+/// The runner's error responses name the exception in the body's `Type` and send no
+/// `X-Amzn-ErrorType` header; this crate's send Lambda's shape, `Type` `User` or `Server` and the
+/// exception in the header. Checked on every refusal, before the types are compared.
+pub const ERROR_SHAPE: &str = "error responses";
+
+/// Whether a refusal's wire shape is the documented one for its server (`runner`: body only).
+pub fn error_shape_as_documented(shape: &ErrorShape, runner: bool) -> bool {
+    if runner {
+        shape.header.is_none()
+            && shape
+                .body_type
+                .as_deref()
+                .is_some_and(|t| t.ends_with("Exception"))
+    } else {
+        shape
+            .header
+            .as_deref()
+            .is_some_and(|t| t.ends_with("Exception"))
+            && matches!(shape.body_type.as_deref(), Some("User" | "Server"))
+    }
 }
 
 /// Every known difference.

@@ -142,6 +142,18 @@ async fn run_sequence(runner: &Runner, emu: &Emulator, seq: &Sequence, label: &s
                 ours_answer.raw
             ))
         };
+        for (answer, runner) in [(&theirs_answer, true), (&ours_answer, false)] {
+            if let Some(shape) = &answer.error_shape
+                && !known::error_shape_as_documented(shape, runner)
+            {
+                out.failure = Some(show(&format!(
+                    "the {} error's shape is not the documented one (docs/PROTOCOL.md, \"{}\"): {shape:?}",
+                    if runner { "runner's" } else { "emulator's" },
+                    known::ERROR_SHAPE
+                )));
+                return out;
+            }
+        }
         if theirs_answer.outcome == ours_answer.outcome {
             if let Some(k) = applicable.first() {
                 out.failure = Some(show(&format!(
