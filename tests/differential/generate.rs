@@ -624,17 +624,22 @@ impl Gen {
     /// A token of a checkpoint older than the last applied one, or the invocation's own once
     /// the chain moved.
     fn stale_token(&mut self) -> TokenRef {
-        let older: Vec<usize> = self
-            .applied
-            .iter()
-            .copied()
-            .filter(|k| Some(k) != self.applied.last())
-            .collect();
+        let older = self.older_applied();
         match (self.pick(&older), self.applied.last()) {
             (Some(k), _) => TokenRef::Sent(k),
             (None, Some(&k)) => TokenRef::Sent(k),
             (None, None) => TokenRef::Garbage,
         }
+    }
+
+    /// The applied checkpoints before the last one.
+    fn older_applied(&self) -> Vec<usize> {
+        let last = self.applied.last().copied();
+        self.applied
+            .iter()
+            .copied()
+            .filter(|&k| Some(k) != last)
+            .collect()
     }
 
     fn with_token(&mut self, token: TokenRef) {
@@ -815,12 +820,7 @@ impl Gen {
             }
             11 => {
                 // An older applied call replayed as it was.
-                let older: Vec<usize> = self
-                    .applied
-                    .iter()
-                    .copied()
-                    .filter(|k| Some(k) != self.applied.last())
-                    .collect();
+                let older = self.older_applied();
                 match self.pick(&older).map(|k| (k, self.requests[k].clone())) {
                     Some((
                         k,

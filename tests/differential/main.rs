@@ -58,10 +58,16 @@ const DEFAULT_SEQUENCES: usize = 2000;
 /// many sequences.
 const RESTART_EVERY: usize = 1000;
 
+/// The Python named by `CHECKPOINT_BATCHER_PYTHON`; `None`, with the reason printed, when the
+/// variable is not set (the test is then skipped).
 fn python() -> Option<PathBuf> {
-    std::env::var_os("CHECKPOINT_BATCHER_PYTHON")
+    let python = std::env::var_os("CHECKPOINT_BATCHER_PYTHON")
         .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
+        .map(PathBuf::from);
+    if python.is_none() {
+        println!("skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)");
+    }
+    python
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -314,7 +320,6 @@ async fn run_all(python: &Path, sequences: Vec<(usize, Sequence)>, tag: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_sequences_agree_with_the_local_runner() {
     let Some(python) = python() else {
-        println!("skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)");
         return;
     };
     let _serial = support::SERIAL.lock().await;
@@ -350,7 +355,6 @@ async fn seeded_sequences_agree_with_the_local_runner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_cases_agree_with_the_local_runner() {
     let Some(python) = python() else {
-        println!("skipped: CHECKPOINT_BATCHER_PYTHON is not set (.ci/run sets it)");
         return;
     };
     let _serial = support::SERIAL.lock().await;
