@@ -165,7 +165,7 @@ impl Gen {
             62..=64 => self.complete_execution(Vec::new()),
             65..=89 => self.break_agreed(),
             90..=95 => self.break_lenient(),
-            _ => self.break_to_fix(),
+            _ => self.break_shared_rule(),
         }
     }
 
@@ -885,52 +885,49 @@ impl Gen {
         });
     }
 
-    /// A request the runner refuses (or treats otherwise) and this crate's emulator does not
-    /// yet: see the `ToFix` entries of the known differences.
-    fn break_to_fix(&mut self) {
+    /// A request breaking one of the further rules this crate's emulator shares with the runner
+    /// (both refuse, or both complete a WAIT of no time at once), or one where the two read
+    /// these rules differently on purpose.
+    fn break_shared_rule(&mut self) {
         let a = self.fresh_id("s");
         let started =
             self.ops_where(|op| matches!(op.op_type, "STEP" | "CONTEXT") && op.status == "STARTED");
+        let started_steps = self.ops_where(|op| op.op_type == "STEP" && op.status == "STARTED");
         let callbacks = self.ops_where(|op| op.op_type == "CALLBACK" && op.status == "STARTED");
         let parented = self
             .ops_where(|op| op.parent.is_some() && op.status == "STARTED" && op.op_type == "STEP");
-        let updates = match self.rng.u32(..8) {
+        let updates = match self.rng.u32(..10) {
             0 => match self.pick(&started) {
                 Some(op) => {
-                    let (action, key, value) = if self.rng.bool() {
-                        ("FAIL", "Payload", json!("\"p\""))
+                    let mut u = if self.rng.bool() {
+                        with(op.update("FAIL"), "Payload", json!("\"p\""))
                     } else {
-                        ("SUCCEED", "Error", json!({"ErrorType": "E"}))
+                        op.update("SUCCEED")
                     };
-                    let mut u = op.update(action);
-                    u[key] = value;
-                    if action == "FAIL" {
-                        u["Error"] = json!({"ErrorType": "E"});
-                    }
+                    u["Error"] = json!({"ErrorType": "E"});
                     vec![u]
                 }
                 None => return self.valid_batch(),
             },
-            1 => match self.pick(&started).filter(|op| op.op_type == "STEP") {
-                Some(op) => vec![op.update("RETRY")],
-                None => vec![update(&a, "STEP", "START"), update(&a, "STEP", "RETRY")],
+            1 => match self.pick(&started_steps) {
+                Some(op) if self.rng.bool() => vec![op.update("RETRY")],
+                Some(op) => vec![with(op.update("RETRY"), "StepOptions", json!({}))],
+                None => return self.valid_batch(),
             },
             2 => match self.pick(&callbacks) {
                 Some(op) => vec![op.update("CANCEL")],
-                None => vec![update(&a, "CHAINED_INVOKE", "START")],
+                None => vec![update(&a, "CALLBACK", "CANCEL")],
             },
-            3 => vec![update(&a, "CHAINED_INVOKE", "START")],
+            3 => {
+                let mut u = update(&a, "CHAINED_INVOKE", "START");
+                if self.rng.bool() {
+                    u["ChainedInvokeOptions"] = json!({});
+                }
+                vec![u]
+            }
             4 => match self.pick(&started) {
                 Some(op) => {
-                    let (_, status) = self.close(&op);
-                    let mut u = op.update(if status == "FAILED" {
-                        "FAIL"
-                    } else {
-                        "SUCCEED"
-                    });
-                    if status == "FAILED" {
-                        u["Error"] = json!({"ErrorType": "E"});
-                    }
+                    let mut u = with(op.update("FAIL"), "Error", json!({"ErrorType": "E"}));
                     let other_parent = self.pick(&self.ops_where(|c| {
                         c.op_type == "CONTEXT" && c.id != op.id && Some(&c.id) != op.parent.as_ref()
                     }));
@@ -943,7 +940,23 @@ impl Gen {
                 }
                 None => return self.valid_batch(),
             },
-            5 => vec![update(&a, "WAIT", "START")],
+            5 => {
+                // A WAIT of no time: both complete it within the request.
+                let mut u = update(&a, "WAIT", "START");
+                if self.rng.bool() {
+                    u["WaitOptions"] = json!({"WaitSeconds": 0});
+                }
+                self.ops.push(Op {
+                    id: a,
+                    op_type: "WAIT",
+                    status: "SUCCEEDED",
+                    parent: None,
+                    name: None,
+                    sub_type: None,
+                });
+                return self.checkpoint(vec![u], true);
+            }
+            // Read differently on purpose, or not settled: the sequence ends here.
             6 => match self.pick(&parented) {
                 // A later update that leaves out the operation's ParentId.
                 Some(op) => {
@@ -951,13 +964,55 @@ impl Gen {
                     if let Some(map) = u.as_object_mut() {
                         map.remove("ParentId");
                     }
-                    vec![u]
+                    return self.last_checkpoint(vec![u]);
                 }
                 None => return self.valid_batch(),
             },
-            _ => vec![update(&a, "STEP", "START"), update(&a, "STEP", "RETRY")],
+            7 => {
+                // The end of an operation started in the same request, breaking a rule.
+                let start = with(update(&a, "STEP", "START"), "Name", json!("first"));
+                let end = match self.rng.u32(..4) {
+                    0 => with(
+                        update(&a, "STEP", "SUCCEED"),
+                        "Error",
+                        json!({"ErrorType": "E"}),
+                    ),
+                    1 => with(
+                        with(update(&a, "STEP", "FAIL"), "Payload", json!("\"p\"")),
+                        "Error",
+                        json!({"ErrorType": "E"}),
+                    ),
+                    2 => update(&a, "STEP", "RETRY"),
+                    _ => with(update(&a, "STEP", "SUCCEED"), "Name", json!("second")),
+                };
+                return self.last_checkpoint(vec![start, end]);
+            }
+            8 => match self.pick(&started_steps) {
+                Some(op) => {
+                    let u = with(
+                        op.update("RETRY"),
+                        "StepOptions",
+                        json!({"NextAttemptDelaySeconds": 0}),
+                    );
+                    return self.last_checkpoint(vec![u]);
+                }
+                None => return self.valid_batch(),
+            },
+            _ => match self.pick(&started_steps) {
+                Some(op) => {
+                    let mut u = with(
+                        op.update("RETRY"),
+                        "StepOptions",
+                        json!({"NextAttemptDelaySeconds": 3600}),
+                    );
+                    u["Error"] = json!({"ErrorType": "E"});
+                    u["Payload"] = json!("\"p\"");
+                    return self.last_checkpoint(vec![u]);
+                }
+                None => return self.valid_batch(),
+            },
         };
-        self.last_checkpoint(updates);
+        self.checkpoint(updates, false);
     }
 }
 

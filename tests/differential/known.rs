@@ -17,9 +17,6 @@ pub enum Standing {
     /// `docs/PROTOCOL.md` (its row in "AWS's local runner, compared", or the rule) that says
     /// why; a test checks the quote is there.
     Deliberate(&'static str),
-    /// The emulator is to agree with the runner here: a rule it does not enforce yet. Names
-    /// the rule.
-    ToFix(&'static str),
     /// Found by this test and not yet settled: neither `docs/PROTOCOL.md` nor a change of the
     /// emulator covers it. Says what needs deciding.
     Open(&'static str),
@@ -128,6 +125,26 @@ fn started_earlier(updates: &[Value], i: usize) -> bool {
     updates[..i]
         .iter()
         .any(|u| str_of(u, "Id") == id && str_of(u, "Action") == Some("START"))
+}
+
+/// Whether `u`, the end of an operation started by an update in `before`, breaks a rule the
+/// runner checks only against stored operations: a SUCCEED with an Error, a FAIL with a Payload,
+/// a RETRY without StepOptions, or a ParentId, Name or SubType other than the START's.
+fn breaks_an_end_rule(u: &Value, before: &[Value]) -> bool {
+    let Some(start) = before
+        .iter()
+        .rev()
+        .find(|b| str_of(b, "Id") == str_of(u, "Id") && str_of(b, "Action") == Some("START"))
+    else {
+        return false;
+    };
+    let differs = |key: &str| str_of(u, key).is_some_and(|v| str_of(start, key) != Some(v));
+    match str_of(u, "Action") {
+        Some("SUCCEED") if u.get("Error").is_some() => true,
+        Some("FAIL") if u.get("Payload").is_some() => true,
+        Some("RETRY") if u.get("StepOptions").is_none() => true,
+        _ => differs("ParentId") || differs("Name") || differs("SubType"),
+    }
 }
 
 /// Whether the Id of update `i` comes again later in the request (the runner refuses the
@@ -371,150 +388,35 @@ pub const KNOWN: &[Known] = &[
         diverges: false,
     },
     Known {
-        name: "close carrying the other outcome's member",
-        standing: Standing::ToFix("a FAIL carries no Payload and a SUCCEED no Error"),
-        reason: "the runner refuses a STEP or CONTEXT FAIL with a Payload or SUCCEED with an Error",
-        applies: |req, ctx, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    matches!(str_of(u, "Type"), Some("STEP" | "CONTEXT"))
-                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_some())
-                        && match str_of(u, "Action") {
-                            Some("FAIL") => u.get("Payload").is_some(),
-                            Some("SUCCEED") => u.get("Error").is_some(),
-                            _ => false,
-                        }
-                })
-        },
-        shows: |runner, _, _| runner_refused(runner),
-        diverges: true,
-    },
-    Known {
-        name: "STEP RETRY without StepOptions",
-        standing: Standing::ToFix("a STEP RETRY carries StepOptions"),
-        reason: "the runner refuses a RETRY of an existing STEP without StepOptions",
-        applies: |req, ctx, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    str_of(u, "Type") == Some("STEP")
-                        && str_of(u, "Action") == Some("RETRY")
-                        && u.get("StepOptions").is_none()
-                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_some())
-                })
-        },
-        shows: |runner, _, _| runner_refused(runner),
-        diverges: true,
-    },
-    Known {
-        name: "CALLBACK CANCEL",
-        standing: Standing::ToFix("a CALLBACK takes only START"),
-        reason: "the runner allows only START for a CALLBACK",
-        applies: |req, _, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    str_of(u, "Type") == Some("CALLBACK") && str_of(u, "Action") == Some("CANCEL")
-                })
-        },
-        shows: |runner, _, _| runner_refused(runner),
-        diverges: true,
-    },
-    Known {
-        name: "CHAINED_INVOKE START without options",
-        standing: Standing::ToFix("a CHAINED_INVOKE START carries ChainedInvokeOptions"),
-        reason: "the runner refuses a CHAINED_INVOKE START without ChainedInvokeOptions",
-        applies: |req, _, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    str_of(u, "Type") == Some("CHAINED_INVOKE")
-                        && str_of(u, "Action") == Some("START")
-                        && u.get("ChainedInvokeOptions").is_none()
-                })
-        },
-        shows: |runner, _, _| runner_refused(runner),
-        diverges: true,
-    },
-    Known {
-        name: "ParentId, Name or SubType other than the stored operation's",
-        standing: Standing::ToFix(
-            "an update names the stored operation's ParentId, Name and SubType",
+        name: "a rule broken by an update whose operation starts earlier in the request",
+        standing: Standing::Deliberate(
+            "a rule broken by an update whose operation starts earlier in the same request",
         ),
-        reason: "the runner refuses an update whose ParentId, Name or SubType differs from the operation's",
+        reason: "the runner checks an update only against the operations already stored, so the end of an \
+                 operation started in the same request escapes its rules; this crate judges it as if the two \
+                 came in two requests",
         applies: |req, ctx, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    let Some(op) = str_of(u, "Id").and_then(|id| ctx.op(id)) else {
-                        return false;
-                    };
-                    let differs = |key: &str, held: Option<&str>| {
-                        str_of(u, key).is_some_and(|given| Some(given) != held)
-                    };
-                    differs("ParentId", op.parent_id.as_deref())
-                        || differs("Name", op.name.as_deref())
-                        || differs("SubType", op.sub_type.as_deref())
-                })
-        },
-        shows: |runner, _, _| runner_refused(runner),
-        diverges: true,
-    },
-    Known {
-        name: "WAIT START without WaitOptions",
-        standing: Standing::ToFix("a WAIT without WaitOptions waits 0 seconds"),
-        reason: "the runner completes a WAIT started without WaitOptions at once",
-        applies: |req, _, ours| {
-            ours.accepted()
-                && req.update_list().iter().any(|u| {
-                    str_of(u, "Type") == Some("WAIT")
-                        && str_of(u, "Action") == Some("START")
-                        && u.get("WaitOptions").is_none()
-                })
-        },
-        shows: |runner, ours, _| {
-            runner_applied(runner)
-                && runner
-                    .ops()
-                    .iter()
-                    .any(|op| op.op_type == "WAIT" && op.status == "SUCCEEDED")
-                && ours
-                    .ops()
-                    .iter()
-                    .any(|op| op.op_type == "WAIT" && op.status == "STARTED")
-        },
-        diverges: true,
-    },
-    Known {
-        name: "state page over 5 MiB",
-        standing: Standing::ToFix("a state page holds at most 5 MiB of operations"),
-        reason: "the runner ends a state page before the operation that would take it past 5 MiB",
-        applies: |req, ctx, ours| {
-            !req.is_checkpoint()
-                && matches!(ours, Outcome::Page { .. })
-                && ours
-                    .ops()
-                    .iter()
-                    .filter_map(|key| ctx.op(if key.id == EXEC { "$EXEC" } else { &key.id }))
-                    .map(|op| op.result.as_ref().map_or(0, String::len))
-                    .sum::<usize>()
-                    > 5 << 20
-        },
-        shows: |runner, ours, _| {
-            matches!(runner, Outcome::Page { more: true, .. })
-                && runner.ops().len() < ours.ops().len()
-                && ours.ops().starts_with(runner.ops())
-        },
-        diverges: false,
-    },
-    Known {
-        name: "START and RETRY without StepOptions in one request",
-        standing: Standing::Open("what a RETRY without a delay leaves a STEP in"),
-        reason: "the runner reads a missing delay as 0 and leaves the step READY at once; this crate leaves it PENDING",
-        applies: |req, _, ours| {
             let ups = req.update_list();
-            ours.accepted()
+            ours_refused(ours)
                 && ups.iter().enumerate().any(|(i, u)| {
-                    str_of(u, "Type") == Some("STEP")
-                        && str_of(u, "Action") == Some("RETRY")
-                        && u.get("StepOptions").is_none()
-                        && started_earlier(ups, i)
+                    started_earlier(ups, i)
+                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_none())
+                        && breaks_an_end_rule(u, &ups[..i])
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "STEP RETRY with a delay of 0",
+        standing: Standing::Deliberate("a STEP `RETRY` with a delay of 0"),
+        reason: "the runner's retry timer fires within the request and leaves the step READY; this crate plays \
+                 no retry timer and leaves it PENDING",
+        applies: |req, _, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Action") == Some("RETRY")
+                        && u["StepOptions"]["NextAttemptDelaySeconds"].as_u64() == Some(0)
                 })
         },
         shows: |runner, ours, _| {
@@ -531,8 +433,24 @@ pub const KNOWN: &[Known] = &[
         diverges: true,
     },
     Known {
+        name: "STEP RETRY carrying an Error and a Payload",
+        standing: Standing::Deliberate("a STEP `RETRY` carrying both an `Error` and a `Payload`"),
+        reason: "the runner refuses a RETRY with both; this crate stores both, as it forwards what a handler sends",
+        applies: |req, ctx, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Action") == Some("RETRY")
+                        && u.get("Error").is_some()
+                        && u.get("Payload").is_some()
+                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_some())
+                })
+        },
+        shows: |runner, _, _| runner_refused(runner),
+        diverges: true,
+    },
+    Known {
         name: "START of a STEP whose retry is pending",
-        standing: Standing::Open("whether a PENDING step may be started before its retry is due"),
+        standing: Standing::Deliberate("a `START` of a STEP still `PENDING`"),
         reason: "the runner starts a STEP again only once it is READY (its retry timer fired); this crate also starts a PENDING one",
         applies: |req, ctx, ours| {
             ours.accepted()

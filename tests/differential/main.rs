@@ -267,7 +267,6 @@ impl Tally {
         for k in KNOWN {
             let standing = match k.standing {
                 Standing::Deliberate(row) => format!("deliberate ({row})"),
-                Standing::ToFix(rule) => format!("to fix ({rule})"),
                 Standing::Open(question) => format!("open ({question})"),
             };
             println!(
