@@ -24,7 +24,7 @@ use super::execution::{Execution, StoredReply};
 use super::faults::Roll;
 use super::operation::{Op, now_secs, secs_after};
 use super::paging::{self, Marker};
-use super::rules::{self, Action, EmulatorLimits, OpType, ValidUpdate};
+use super::rules::{self, Action, EmulatorLimits, OpType, Status, ValidUpdate};
 use super::snapshot::AppliedUpdate;
 use super::store::Executions;
 use super::wire;
@@ -164,10 +164,11 @@ fn process(
 
     let updates = request.updates.as_deref().unwrap_or_default();
     let exec_op_id = exec.exec_op_id.clone();
+    let held: &Execution = exec;
     let valid = rules::validate(
         updates,
         request.client_token.as_deref(),
-        |id| exec.view(id),
+        |id| held.view(id),
         &exec_op_id,
         limits,
     )?;
@@ -215,7 +216,8 @@ fn process(
         n: checkpoint,
         offset: 0,
     };
-    let new_execution_state = paging::page(&exec.ops, &changed, first, page_size);
+    // Cut by the page size only: a checkpoint's answer is not byte-capped.
+    let new_execution_state = paging::page(&exec.ops, &changed, first, page_size, usize::MAX);
     if new_execution_state.next_marker.is_some() {
         let _previous = exec.paged_changes.insert(checkpoint, changed);
     }
@@ -280,6 +282,13 @@ fn apply_update(
                     OpType::Wait => {
                         let secs = wire.wait_options.as_ref().and_then(|w| w.wait_seconds);
                         op.scheduled_end_ts = Some(secs_after(now, secs));
+                        if update.to == Status::Succeeded {
+                            // A wait of no time: the service's timer fires within the
+                            // request that starts it (see `rules::waits`).
+                            op.end_ts = Some(now);
+                            op.history
+                                .push(format!("service:{}", Status::Succeeded.as_str()));
+                        }
                     }
                     OpType::Callback => {
                         op.callback_id = Some(format!("cb-{:016x}", rng.u64(..)));

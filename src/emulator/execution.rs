@@ -117,11 +117,14 @@ impl Execution {
     }
 
     /// What the rules need to know of a stored operation.
-    pub(super) fn view(&self, id: &str) -> Option<OpView> {
+    pub(super) fn view(&self, id: &str) -> Option<OpView<'_>> {
         let op = self.ops.get(*self.index.get(id)?)?;
         Some(OpView {
             op_type: op.op_type,
             status: op.status,
+            parent_id: op.parent_id.as_deref(),
+            name: op.name.as_deref(),
+            sub_type: op.sub_type.as_deref(),
         })
     }
 
@@ -159,15 +162,23 @@ impl Execution {
 
     /// The event the service would send an invocation of the execution now: its current
     /// token and the first page of all its operations (creation order, timestamps in epoch
-    /// milliseconds), with a `s.<offset>` marker when more remain. `None` for an
+    /// milliseconds, cut at `page_size` operations or `max_page_bytes` as a state page is),
+    /// with a `s.<offset>` marker when more remain. `None` for an
     /// execution without a valid token (completed or revoked).
     pub(super) fn invocation_event(
         &self,
         page_size: usize,
+        max_page_bytes: usize,
     ) -> Option<crate::wire::Invocation<crate::wire::Operation<i64>>> {
         let token = self.current_token.clone()?;
         let all: Vec<usize> = (0..self.ops.len()).collect();
-        let first = paging::page(&self.ops, &all, Marker::State { offset: 0 }, page_size);
+        let first = paging::page(
+            &self.ops,
+            &all,
+            Marker::State { offset: 0 },
+            page_size,
+            max_page_bytes,
+        );
         Some(crate::wire::Invocation {
             durable_execution_arn: Some(self.arn.clone()),
             checkpoint_token: Some(token),

@@ -45,13 +45,15 @@
 //!   checkpoint ([`Emulator::complete_operation`]), in first-change order, at most
 //!   [`EmulatorBuilder::page_size`]; past that it answers `NextMarker`, to be fetched
 //!   with `GetDurableExecutionState` and the new token. That call pages all operations
-//!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400).
+//!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400),
+//!   and cuts a page at [`EmulatorLimits::max_page_bytes`] (5 MiB) of operations too,
+//!   though never below one operation.
 //!   Marker forms are documented in the `paging` module: `c.<checkpoint>.<offset>` and
 //!   `s.<offset>`; a garbled or unknown marker is refused with 400.
 //! - **Invocations.** [`Emulator::invocation_event`] builds the event the service would
 //!   send the durable function now: the current token and the first page of all
-//!   operations, with timestamps in epoch milliseconds and `NextMarker = s.<page size>`
-//!   when more remain.
+//!   operations (cut as a state page is), with timestamps in epoch milliseconds and
+//!   `NextMarker = s.<offset>` when more remain.
 //! - **Robustness.** Malformed JSON, a wrong shape, a wrong method (405), a body over
 //!   the limit (413), an unknown ARN (404) or path (404), an ARN that does not decode
 //!   (400) all get a REST-JSON error; no input makes the server panic. Unknown JSON
@@ -65,10 +67,13 @@
 //! update, last, applied to the execution's own operation
 //! ([`ExecutionSnapshot::execution_operation_id`]) whatever Id it names; one update per
 //! Id except START plus one non-START for a STEP or CONTEXT; `ParentId` names a CONTEXT
-//! that exists or was started earlier in the request; legal status transitions
-//! (STEP: START, SUCCEED, FAIL, RETRY; CONTEXT: START, SUCCEED, FAIL; WAIT, CALLBACK,
-//! CHAINED_INVOKE: START, CANCEL, completed by the service; EXECUTION: SUCCEED, FAIL);
-//! size limits of [`EmulatorLimits`].
+//! that exists or was started earlier in the request; `ParentId`, `Name` and `SubType`,
+//! when sent, match the operation's; legal status transitions (STEP: START, SUCCEED,
+//! FAIL, RETRY with `StepOptions`; CONTEXT: START, SUCCEED, FAIL; WAIT: START, CANCEL, and
+//! a START without a positive `WaitSeconds` completes at once; CALLBACK: START;
+//! CHAINED_INVOKE: START with `ChainedInvokeOptions`; WAIT, CALLBACK and CHAINED_INVOKE
+//! are completed by the service; EXECUTION: SUCCEED, FAIL); a SUCCEED carries no `Error`
+//! and a FAIL no `Payload`; size limits of [`EmulatorLimits`].
 //!
 //! # Dependencies
 //!
@@ -219,7 +224,8 @@ impl Emulator {
     /// as JSON: `DurableExecutionArn`, the current `CheckpointToken`, and
     /// `InitialExecutionState` holding the execution's operations in creation order
     /// (timestamps in epoch milliseconds, as in a real event). At most
-    /// [`EmulatorBuilder::page_size`] operations are included; past that the state carries a
+    /// [`EmulatorBuilder::page_size`] operations, weighing at most
+    /// [`EmulatorLimits::max_page_bytes`], are included; past that the state carries a
     /// `NextMarker` that `GetDurableExecutionState` pages from, with the same token.
     ///
     /// Tests use it to play the service's side of an invocation: invoke a handler with it,

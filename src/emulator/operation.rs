@@ -127,6 +127,18 @@ impl Op {
         op
     }
 
+    /// What the operation weighs in a byte-capped page: the UTF-8 bytes of the payloads
+    /// it is written with (its result and error, or an EXECUTION's input), at least 1 so
+    /// that every operation counts.
+    pub(super) fn page_bytes(&self) -> usize {
+        let carried = match self.op_type {
+            OpType::Execution => self.payload.as_ref(),
+            _ => self.result.as_ref(),
+        };
+        let error = self.error.as_ref().map_or(0, wire::ErrorObject::byte_len);
+        carried.map_or(0, String::len).saturating_add(error).max(1)
+    }
+
     /// The operation as a snapshot shows it.
     pub(super) fn record(&self) -> OperationRecord {
         OperationRecord {

@@ -4,7 +4,10 @@
 //! Three answers hold a page of operations: a checkpoint's `NewExecutionState`, the
 //! `GetDurableExecutionState` response and an invocation event's
 //! `InitialExecutionState`. All three are cut by [`page`], so a page and the marker of
-//! the next one are computed in one place.
+//! the next one are computed in one place. A checkpoint's answer is cut by the page size
+//! alone; a state page and an invocation event also by bytes
+//! ([`super::EmulatorLimits::max_page_bytes`]), as the service bounds what one response
+//! or invocation payload can carry.
 //!
 //! # Markers
 //!
@@ -99,23 +102,30 @@ impl Marker {
     }
 }
 
-/// The page of `source` (positions in `ops`) that `marker` points to, at most `size`
-/// long, with the marker of the next page when operations remain after it.
+/// The page of `source` (positions in `ops`) that `marker` points to: at most `size`
+/// operations weighing at most `max_bytes` together ([`Op::page_bytes`]), but never
+/// fewer than one, with the marker of the next page when operations remain after it.
 pub(super) fn page(
     ops: &[Op],
     source: &[usize],
     marker: Marker,
     size: usize,
+    max_bytes: usize,
 ) -> wire::OperationsPage {
     let offset = marker.offset();
-    let operations: Vec<wire::Operation> = source
-        .iter()
-        .skip(offset)
-        .take(size)
-        .filter_map(|&i| ops.get(i))
-        .map(Op::to_wire)
-        .collect();
-    let end = offset.saturating_add(operations.len());
+    let mut operations: Vec<wire::Operation> = Vec::new();
+    let mut bytes = 0usize;
+    let mut end = offset;
+    for op in source.iter().skip(offset).filter_map(|&i| ops.get(i)) {
+        let weight = op.page_bytes();
+        let over_bytes = bytes.saturating_add(weight) > max_bytes;
+        if operations.len() >= size || (!operations.is_empty() && over_bytes) {
+            break;
+        }
+        operations.push(op.to_wire());
+        bytes = bytes.saturating_add(weight);
+        end = end.saturating_add(1);
+    }
     let next_marker = (end < source.len()).then(|| marker.at(end).render());
     wire::OperationsPage {
         operations,
@@ -145,6 +155,7 @@ impl Executions {
         query: &StateQuery,
         roll: &Roll,
     ) -> Result<Vec<u8>, ApiError> {
+        let max_page_bytes = self.limits.max_page_bytes;
         let exec = self
             .executions
             .get_mut(arn)
@@ -186,7 +197,7 @@ impl Executions {
                 marker.render()
             )));
         }
-        let page = page(&exec.ops, source, marker, max_items);
+        let page = page(&exec.ops, source, marker, max_items, max_page_bytes);
         serde_json::to_vec(&page).map_err(|_| ApiError::Service("could not serialize the response"))
     }
 }
@@ -213,6 +224,34 @@ mod tests {
         ] {
             assert_eq!(Marker::parse(bad), None, "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn a_page_is_cut_at_its_byte_budget_but_holds_at_least_one_operation() {
+        let op = |id: &str, result: usize| {
+            let mut op = Op::new(id, super::super::rules::OpType::Step, 0.0);
+            op.result = (result > 0).then(|| "r".repeat(result));
+            op
+        };
+        let ops = [op("a", 4), op("b", 4), op("c", 0), op("d", 9), op("e", 2)];
+        let all: Vec<usize> = (0..ops.len()).collect();
+        let ids = |page: &wire::OperationsPage| -> Vec<String> {
+            page.operations
+                .iter()
+                .filter_map(|o| o.id.clone())
+                .collect()
+        };
+        // 4 + 4 + 1 (an operation without payloads weighs 1) fit in 9; "d" does not.
+        let first = page(&ops, &all, Marker::State { offset: 0 }, 100, 9);
+        assert_eq!(ids(&first), ["a", "b", "c"]);
+        assert_eq!(first.next_marker.as_deref(), Some("s.3"));
+        // "d" alone is over the budget: it travels alone rather than never.
+        let second = page(&ops, &all, Marker::State { offset: 3 }, 100, 5);
+        assert_eq!(ids(&second), ["d"]);
+        assert_eq!(second.next_marker.as_deref(), Some("s.4"));
+        // The count still cuts first when it is the smaller bound.
+        let counted = page(&ops, &all, Marker::State { offset: 0 }, 2, usize::MAX);
+        assert_eq!(ids(&counted), ["a", "b"]);
     }
 
     #[test]

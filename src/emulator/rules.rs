@@ -15,11 +15,18 @@
 //!   optional cap on the number of updates ([`EmulatorLimits::max_updates`]).
 //! - At most one EXECUTION update, and it is the last one. Its `Id` is not checked, as the
 //!   service does not check it: it applies to the execution's own operation whatever it names.
-//!   A SUCCEED carries no `Error` and a FAIL no `Payload`.
 //! - One update per `Id`, except that a STEP or CONTEXT may carry a START followed by
 //!   exactly one non-START update.
 //! - A `ParentId` names a CONTEXT that exists or was STARTed earlier in the request.
-//! - An update's `Type` matches the stored operation's type.
+//! - An update's `Type` matches the operation's type; its `ParentId`, `Name` and `SubType`,
+//!   when present, match the operation's (a member left out is not compared, but one
+//!   present where the operation has none is a mismatch).
+//! - Each type takes only its own actions: STEP START, SUCCEED, FAIL, RETRY; CONTEXT START,
+//!   SUCCEED, FAIL; WAIT START, CANCEL; CALLBACK and CHAINED_INVOKE START only; EXECUTION
+//!   SUCCEED, FAIL.
+//! - A SUCCEED carries no `Error` and a FAIL no `Payload` (STEP, CONTEXT and EXECUTION).
+//! - A STEP RETRY carries `StepOptions` with `NextAttemptDelaySeconds`; a CHAINED_INVOKE
+//!   START carries `ChainedInvokeOptions` with a `FunctionName`.
 //! - Status transitions, per type (anything else is refused):
 //!
 //! | type | action | from | to |
@@ -29,20 +36,21 @@
 //! | STEP | RETRY | STARTED, READY | PENDING |
 //! | CONTEXT | START | absent | STARTED |
 //! | CONTEXT | SUCCEED / FAIL | STARTED | SUCCEEDED / FAILED |
-//! | WAIT, CALLBACK, CHAINED_INVOKE | START | absent | STARTED |
-//! | WAIT, CALLBACK, CHAINED_INVOKE | CANCEL | STARTED | CANCELLED |
+//! | WAIT | START | absent | STARTED; SUCCEEDED at once when `WaitSeconds` is absent or not positive |
+//! | WAIT | CANCEL | STARTED | CANCELLED |
+//! | CALLBACK, CHAINED_INVOKE | START | absent | STARTED |
 //! | EXECUTION | SUCCEED / FAIL | STARTED | SUCCEEDED / FAILED |
 //!
 //! WAIT, CALLBACK and CHAINED_INVOKE are completed by the service (timer fired, callback
 //! answered, invoked function returned), never by the client; the emulator's handle
-//! does that with [`super::Emulator::complete_operation`]. An EXECUTION is started by
-//! the service, so START of an EXECUTION is refused.
+//! does that with [`super::Emulator::complete_operation`]. A wait of no time is due at
+//! once, so the service's side completes it in the same request. An EXECUTION is
+//! started by the service, so START of an EXECUTION is refused.
 //!
-//! Not enforced (lenient on purpose): children of a finished CONTEXT, the `ParentId` of
-//! an update to an existing operation differing from the stored one, numeric option
-//! ranges, and which fields accompany which action (a `Payload` on FAIL is stored, not
-//! refused). These, and where else the emulator differs from the service, are listed in
-//! docs/PROTOCOL.md, "Deliberate differences".
+//! Every update is checked, including one whose operation is started earlier in the same
+//! request. Not enforced (lenient on purpose): children of a finished CONTEXT and numeric
+//! option ranges. These, and where else the emulator differs from the service, are listed
+//! in docs/PROTOCOL.md, "Deliberate differences".
 
 use std::collections::HashMap;
 use std::fmt;
@@ -69,6 +77,12 @@ pub struct EmulatorLimits {
     pub max_error_bytes: usize,
     /// Most updates in one request, if any cap. Default: `None`, as in the API model.
     pub max_updates: Option<usize>,
+    /// Most bytes of operations in one `GetDurableExecutionState` page or invocation
+    /// event, besides the page size: an operation weighs the UTF-8 bytes of its result,
+    /// error and input (at least 1), and a page always holds at least one operation, so a
+    /// larger one travels alone. Checkpoint answers are cut by the page size only.
+    /// Default: 5 MiB.
+    pub max_page_bytes: usize,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -81,6 +95,7 @@ impl Default for EmulatorLimits {
             max_execution_payload_bytes: 6 * MIB,
             max_error_bytes: MIB,
             max_updates: None,
+            max_page_bytes: 5 * MIB,
         }
     }
 }
@@ -204,11 +219,13 @@ pub(crate) enum Rule {
     TooManyUpdates,
     MultipleExecutionUpdates,
     ExecutionNotLast,
-    ExecutionOutcome,
+    Outcome,
     DuplicateId,
     Parent,
     TypeMismatch,
+    Inconsistent,
     Transition,
+    MissingOptions,
     ClientToken,
 }
 
@@ -225,11 +242,13 @@ impl fmt::Display for Rule {
             Self::TooManyUpdates => "too many updates",
             Self::MultipleExecutionUpdates => "one execution update per request",
             Self::ExecutionNotLast => "execution update must be last",
-            Self::ExecutionOutcome => "execution succeeds with a payload and fails with an error",
+            Self::Outcome => "a SUCCEED carries no Error and a FAIL no Payload",
             Self::DuplicateId => "one update per id",
             Self::Parent => "parent must be a context",
             Self::TypeMismatch => "type mismatch",
+            Self::Inconsistent => "differs from the operation",
             Self::Transition => "illegal status transition",
+            Self::MissingOptions => "required options missing",
             Self::ClientToken => "client token format",
         })
     }
@@ -255,9 +274,26 @@ fn location(index: Option<usize>, id: Option<&str>) -> String {
 
 /// What the validator needs to know about a stored operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OpView {
+pub(crate) struct OpView<'e> {
     pub(crate) op_type: OpType,
     pub(crate) status: Status,
+    pub(crate) parent_id: Option<&'e str>,
+    pub(crate) name: Option<&'e str>,
+    pub(crate) sub_type: Option<&'e str>,
+}
+
+impl<'e> OpView<'e> {
+    /// A view with no `ParentId`, `Name` or `SubType`.
+    #[cfg(test)]
+    fn bare(op_type: OpType, status: Status) -> Self {
+        Self {
+            op_type,
+            status,
+            parent_id: None,
+            name: None,
+            sub_type: None,
+        }
+    }
 }
 
 /// A checked update, with the status it leaves its operation in.
@@ -302,8 +338,18 @@ pub(crate) fn transition(
             op_type.as_str()
         ))
     };
+    // The actions each type takes at all come first: a CALLBACK CANCEL is refused as an
+    // action the type does not take, whatever the callback's status.
+    if !takes(op_type, action) {
+        return refuse(match (op_type, action) {
+            (T::Execution, A::Start) => "the service starts the execution",
+            (T::Wait | T::Callback | T::ChainedInvoke, _) => {
+                "the service completes this operation type, not the client"
+            }
+            _ => "action not allowed for this type",
+        });
+    }
     match (op_type, action, from) {
-        (T::Execution, A::Start, _) => refuse("the service starts the execution"),
         (T::Execution, A::Succeed, Some(S::Started)) => Ok(S::Succeeded),
         (T::Execution, A::Fail, Some(S::Started)) => Ok(S::Failed),
         (_, A::Start, None) => Ok(S::Started),
@@ -315,23 +361,92 @@ pub(crate) fn transition(
         (T::Step, A::Succeed, Some(S::Started | S::Ready)) => Ok(S::Succeeded),
         (T::Step, A::Fail, Some(S::Started | S::Ready)) => Ok(S::Failed),
         (T::Step, A::Retry, Some(S::Started | S::Ready)) => Ok(S::Pending),
-        (T::Step, A::Succeed | A::Fail | A::Retry, Some(_)) => {
-            refuse("a retry is pending; START the next attempt first")
-        }
+        (T::Step, _, Some(_)) => refuse("a retry is pending; START the next attempt first"),
         (T::Context, A::Succeed, Some(S::Started)) => Ok(S::Succeeded),
         (T::Context, A::Fail, Some(S::Started)) => Ok(S::Failed),
-        (T::Wait | T::Callback | T::ChainedInvoke, A::Cancel, Some(S::Started)) => Ok(S::Cancelled),
-        (T::Wait | T::Callback | T::ChainedInvoke, A::Succeed | A::Fail, _) => {
-            refuse("the service completes this operation type, not the client")
-        }
-        _ => refuse("action not allowed for this type"),
+        (T::Wait, A::Cancel, Some(S::Started)) => Ok(S::Cancelled),
+        _ => refuse("action not allowed in this status"),
+    }
+}
+
+/// Which of `ParentId`, `Name` and `SubType` the update names differently from `current`:
+/// a member left out is not compared, one present where the operation has none differs.
+fn inconsistency(update: &OperationUpdate, current: &OpView<'_>) -> Option<String> {
+    [
+        ("ParentId", update.parent_id.as_deref(), current.parent_id),
+        ("Name", update.name.as_deref(), current.name),
+        ("SubType", update.sub_type.as_deref(), current.sub_type),
+    ]
+    .into_iter()
+    .find_map(|(field, sent, held)| {
+        let sent = sent?;
+        (Some(sent) != held).then(|| match held {
+            Some(held) => format!("{field} {sent:?} differs from the operation's {held:?}"),
+            None => format!("{field} {sent:?} given, but the operation has none"),
+        })
+    })
+}
+
+/// Why a SUCCEED or FAIL carries the other outcome's member, if it does: a SUCCEED
+/// carries its result, a FAIL its error.
+fn misplaced_outcome(update: &OperationUpdate, action: Action) -> Option<&'static str> {
+    match action {
+        Action::Succeed => update.error.is_some().then_some("SUCCEED carries an Error"),
+        Action::Fail => update.payload.is_some().then_some("FAIL carries a Payload"),
+        _ => None,
+    }
+}
+
+/// Which required options the update lacks, if any: a STEP RETRY names the delay
+/// before the next attempt, a CHAINED_INVOKE START the function it invokes.
+fn missing_options(
+    update: &OperationUpdate,
+    op_type: OpType,
+    action: Action,
+) -> Option<&'static str> {
+    match (op_type, action) {
+        (OpType::Step, Action::Retry) => update
+            .step_options
+            .as_ref()
+            .and_then(|o| o.next_attempt_delay_seconds)
+            .is_none()
+            .then_some("RETRY of a STEP needs StepOptions.NextAttemptDelaySeconds"),
+        (OpType::ChainedInvoke, Action::Start) => update
+            .chained_invoke_options
+            .as_ref()
+            .and_then(|o| o.function_name.as_deref())
+            .is_none_or(str::is_empty)
+            .then_some("START of a CHAINED_INVOKE needs ChainedInvokeOptions.FunctionName"),
+        _ => None,
+    }
+}
+
+/// Whether a WAIT START asks for a positive wait; one without `WaitSeconds`, or with
+/// zero or less, is due at once.
+fn waits(update: &OperationUpdate) -> bool {
+    update
+        .wait_options
+        .as_ref()
+        .and_then(|w| w.wait_seconds)
+        .is_some_and(|secs| secs > 0)
+}
+
+/// Whether a client may send `action` for an operation of `op_type` at all.
+fn takes(op_type: OpType, action: Action) -> bool {
+    use Action as A;
+    match op_type {
+        OpType::Step => matches!(action, A::Start | A::Succeed | A::Fail | A::Retry),
+        OpType::Context => matches!(action, A::Start | A::Succeed | A::Fail),
+        OpType::Wait => matches!(action, A::Start | A::Cancel),
+        OpType::Callback | OpType::ChainedInvoke => action == A::Start,
+        OpType::Execution => matches!(action, A::Succeed | A::Fail),
     }
 }
 
 /// Per-Id bookkeeping while walking one request.
-struct Seen {
-    op_type: OpType,
-    status: Status,
+struct Seen<'v> {
+    /// The operation as the updates so far leave it.
+    view: OpView<'v>,
     actions: Vec<Action>,
 }
 
@@ -341,7 +456,7 @@ struct Seen {
 /// # Errors
 ///
 /// The first rule broken, in update order.
-pub(crate) fn validate<'a, F>(
+pub(crate) fn validate<'a, 'e, F>(
     updates: &'a [OperationUpdate],
     client_token: Option<&str>,
     existing: F,
@@ -349,7 +464,7 @@ pub(crate) fn validate<'a, F>(
     limits: &EmulatorLimits,
 ) -> Result<Vec<ValidUpdate<'a>>, RuleViolation>
 where
-    F: Fn(&str) -> Option<OpView>,
+    F: Fn(&str) -> Option<OpView<'e>>,
 {
     let whole = |rule: Rule, detail: String| RuleViolation {
         rule,
@@ -475,14 +590,6 @@ where
                     "the EXECUTION update must be the last update of the request".to_owned(),
                 ));
             }
-            let mismatch = match action {
-                Action::Succeed => update.error.is_some().then_some("SUCCEED carries an Error"),
-                Action::Fail => update.payload.is_some().then_some("FAIL carries a Payload"),
-                _ => None,
-            };
-            if let Some(mismatch) = mismatch {
-                return Err(fail(Rule::ExecutionOutcome, mismatch.to_owned()));
-            }
             execution_seen = true;
         }
         // The service does not check an EXECUTION update's Id: the official SDKs send an
@@ -497,7 +604,7 @@ where
         // Current view of the operation: this request's effect first, then the store.
         let prior = seen.get(id);
         if let Some(prior) = prior {
-            let start_then_one = matches!(prior.op_type, OpType::Step | OpType::Context)
+            let start_then_one = matches!(prior.view.op_type, OpType::Step | OpType::Context)
                 && prior.actions.as_slice() == [Action::Start]
                 && action != Action::Start;
             if !start_then_one {
@@ -508,30 +615,28 @@ where
                 ));
             }
         }
-        let current = prior
-            .map(|p| OpView {
-                op_type: p.op_type,
-                status: p.status,
-            })
-            .or_else(|| existing(id));
+        let current = prior.map(|p| p.view).or_else(|| existing(id));
 
-        if let Some(current) = current
-            && current.op_type != op_type
-        {
-            return Err(fail(
-                Rule::TypeMismatch,
-                format!(
-                    "operation is a {}, update says {}",
-                    current.op_type.as_str(),
-                    op_type.as_str()
-                ),
-            ));
+        if let Some(current) = current {
+            if current.op_type != op_type {
+                return Err(fail(
+                    Rule::TypeMismatch,
+                    format!(
+                        "operation is a {}, update says {}",
+                        current.op_type.as_str(),
+                        op_type.as_str()
+                    ),
+                ));
+            }
+            if let Some(detail) = inconsistency(update, &current) {
+                return Err(fail(Rule::Inconsistent, detail));
+            }
         }
 
         if let Some(parent) = update.parent_id.as_deref() {
             let parent_type = seen
                 .get(parent)
-                .map(|p| p.op_type)
+                .map(|p| p.view.op_type)
                 .or_else(|| existing(parent).map(|p| p.op_type));
             match parent_type {
                 Some(OpType::Context) => {}
@@ -553,14 +658,33 @@ where
         }
 
         let from = current.map(|c| c.status);
-        let to = transition(op_type, from, action).map_err(|why| fail(Rule::Transition, why))?;
+        let mut to =
+            transition(op_type, from, action).map_err(|why| fail(Rule::Transition, why))?;
+        if let Some(detail) = misplaced_outcome(update, action) {
+            return Err(fail(Rule::Outcome, detail.to_owned()));
+        }
+        if let Some(detail) = missing_options(update, op_type, action) {
+            return Err(fail(Rule::MissingOptions, detail.to_owned()));
+        }
+        if op_type == OpType::Wait && action == Action::Start && !waits(update) {
+            // Due the moment it starts: the service's side completes it in this request.
+            to = Status::Succeeded;
+        }
 
         let entry = seen.entry(id).or_insert_with(|| Seen {
-            op_type,
-            status: to,
+            view: OpView {
+                op_type,
+                status: to,
+                parent_id: update.parent_id.as_deref(),
+                name: update.name.as_deref(),
+                sub_type: update.sub_type.as_deref(),
+            },
             actions: Vec::new(),
         });
-        entry.status = to;
+        if let Some(current) = current {
+            entry.view = current;
+        }
+        entry.view.status = to;
         entry.actions.push(action);
 
         out.push(ValidUpdate {
@@ -590,8 +714,187 @@ mod tests {
         }
     }
 
+    fn retry(id: &str, delay: i64) -> OperationUpdate {
+        OperationUpdate {
+            step_options: Some(super::super::wire::StepOptions {
+                next_attempt_delay_seconds: Some(delay),
+            }),
+            ..upd(id, "STEP", "RETRY")
+        }
+    }
+
     fn run(updates: &[OperationUpdate]) -> Result<Vec<ValidUpdate<'_>>, RuleViolation> {
         validate(updates, None, |_| None, "exec", &EmulatorLimits::default())
+    }
+
+    /// Validates `updates` against one stored, STARTED operation of `op_type` named `held`.
+    fn run_on<'a>(
+        updates: &'a [OperationUpdate],
+        held: &OpView<'static>,
+    ) -> Result<Vec<ValidUpdate<'a>>, RuleViolation> {
+        let held = *held;
+        validate(
+            updates,
+            None,
+            move |id| (id == "a").then_some(held),
+            "exec",
+            &EmulatorLimits::default(),
+        )
+    }
+
+    #[test]
+    fn each_type_takes_only_its_own_actions() {
+        let allowed = [
+            ("STEP", ["START", "SUCCEED", "FAIL", "RETRY"].as_slice()),
+            ("CONTEXT", &["START", "SUCCEED", "FAIL"]),
+            ("WAIT", &["START", "CANCEL"]),
+            ("CALLBACK", &["START"]),
+            ("CHAINED_INVOKE", &["START"]),
+            ("EXECUTION", &["SUCCEED", "FAIL"]),
+        ];
+        for (ty, actions) in allowed {
+            let op_type = OpType::parse(ty).unwrap();
+            for action in ["START", "SUCCEED", "FAIL", "RETRY", "CANCEL"] {
+                assert_eq!(
+                    takes(op_type, Action::parse(action).unwrap()),
+                    actions.contains(&action),
+                    "{action} of a {ty}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_callback_cancel_is_refused_whatever_the_callbacks_status() {
+        for from in [None, Some(Status::Started)] {
+            let why = transition(OpType::Callback, from, Action::Cancel).unwrap_err();
+            assert!(
+                why.contains("the service completes this operation type"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_succeed_with_an_error_or_a_fail_with_a_payload_is_refused_even_after_a_start_in_the_request()
+     {
+        for ty in ["STEP", "CONTEXT"] {
+            let mut succeed = upd("a", ty, "SUCCEED");
+            succeed.error = Some(super::super::wire::ErrorObject::default());
+            let mut fail = upd("a", ty, "FAIL");
+            fail.payload = Some(String::new());
+            for (update, field) in [(succeed, "Error"), (fail, "Payload")] {
+                let ups = [upd("a", ty, "START"), update];
+                let err = run(&ups).unwrap_err();
+                assert_eq!((err.rule, err.index), (Rule::Outcome, Some(1)), "{ty}");
+                assert!(err.to_string().contains(field), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_needs_the_delay_of_its_next_attempt() {
+        for options in [None, Some(super::super::wire::StepOptions::default())] {
+            let mut bare = upd("a", "STEP", "RETRY");
+            bare.step_options = options;
+            let ups = [upd("a", "STEP", "START"), bare];
+            let err = run(&ups).unwrap_err();
+            assert_eq!((err.rule, err.index), (Rule::MissingOptions, Some(1)));
+            assert!(err.to_string().contains("StepOptions"), "{err}");
+        }
+        let ups = [upd("a", "STEP", "START"), retry("a", 0)];
+        assert_eq!(
+            run(&ups).unwrap()[1].to,
+            Status::Pending,
+            "with options: PENDING"
+        );
+    }
+
+    #[test]
+    fn a_chained_invoke_start_needs_the_function_it_invokes() {
+        let mut named = upd("a", "CHAINED_INVOKE", "START");
+        named.chained_invoke_options = Some(super::super::wire::ChainedInvokeOptions {
+            function_name: Some("f".to_owned()),
+            tenant_id: None,
+        });
+        assert!(
+            run(std::slice::from_ref(&named)).is_ok(),
+            "FunctionName given"
+        );
+        for options in [
+            None,
+            Some(super::super::wire::ChainedInvokeOptions::default()),
+        ] {
+            let mut bare = named.clone();
+            bare.chained_invoke_options = options;
+            let err = run(&[bare]).unwrap_err();
+            assert_eq!(err.rule, Rule::MissingOptions);
+            assert!(err.to_string().contains("FunctionName"), "{err}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_compared_only_when_sent() {
+        let held = OpView {
+            parent_id: Some("p"),
+            name: Some("n"),
+            ..OpView::bare(OpType::Step, Status::Started)
+        };
+        let silent = [upd("a", "STEP", "SUCCEED")];
+        assert!(
+            run_on(&silent, &held).is_ok(),
+            "members left out are not compared"
+        );
+        let mut same = upd("a", "STEP", "SUCCEED");
+        same.name = Some("n".to_owned());
+        assert!(
+            run_on(std::slice::from_ref(&same), &held).is_ok(),
+            "the same Name"
+        );
+        let cases = [
+            ("ParentId", "q", "differs from the operation's \"p\""),
+            ("Name", "m", "differs from the operation's \"n\""),
+            ("SubType", "x", "the operation has none"),
+        ];
+        for (field, value, expected) in cases {
+            let mut update = upd("a", "STEP", "SUCCEED");
+            let slot = match field {
+                "ParentId" => &mut update.parent_id,
+                "Name" => &mut update.name,
+                _ => &mut update.sub_type,
+            };
+            *slot = Some(value.to_owned());
+            let err = run_on(std::slice::from_ref(&update), &held).unwrap_err();
+            assert_eq!(err.rule, Rule::Inconsistent, "{field}");
+            let msg = err.to_string();
+            assert!(msg.contains(field) && msg.contains(expected), "{msg}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_compared_with_a_start_earlier_in_the_request() {
+        let mut start = upd("a", "STEP", "START");
+        start.name = Some("n".to_owned());
+        let mut succeed = upd("a", "STEP", "SUCCEED");
+        succeed.name = Some("m".to_owned());
+        let err = run(&[start, succeed]).unwrap_err();
+        assert_eq!((err.rule, err.index), (Rule::Inconsistent, Some(1)));
+    }
+
+    #[test]
+    fn a_wait_of_no_time_succeeds_at_once() {
+        for secs in [None, Some(0), Some(-3)] {
+            let mut wait = upd("w", "WAIT", "START");
+            wait.wait_options = secs.map(|s| super::super::wire::WaitOptions {
+                wait_seconds: Some(s),
+            });
+            assert_eq!(run(&[wait]).unwrap()[0].to, Status::Succeeded, "{secs:?}");
+        }
+        let mut wait = upd("w", "WAIT", "START");
+        wait.wait_options = Some(super::super::wire::WaitOptions {
+            wait_seconds: Some(1),
+        });
+        assert_eq!(run(&[wait]).unwrap()[0].to, Status::Started, "a real wait");
     }
 
     #[test]
@@ -601,10 +904,7 @@ mod tests {
             update.payload = Some("\"big result\"".to_owned());
             let ups = [update];
             let started = |op: &str| {
-                (op == "exec").then_some(OpView {
-                    op_type: OpType::Execution,
-                    status: Status::Started,
-                })
+                (op == "exec").then_some(OpView::bare(OpType::Execution, Status::Started))
             };
             let ok = validate(&ups, None, started, "exec", &EmulatorLimits::default())
                 .unwrap_or_else(|e| panic!("{id}: {}", e.detail));
@@ -627,7 +927,7 @@ mod tests {
     fn a_second_non_start_update_for_the_same_id_is_refused() {
         let ups = [
             upd("a", "STEP", "START"),
-            upd("a", "STEP", "RETRY"),
+            retry("a", 0),
             upd("a", "STEP", "SUCCEED"),
         ];
         let err = run(&ups).unwrap_err();
@@ -670,12 +970,7 @@ mod tests {
 
     #[test]
     fn start_of_a_finished_step_is_refused() {
-        let existing = |_: &str| {
-            Some(OpView {
-                op_type: OpType::Step,
-                status: Status::Succeeded,
-            })
-        };
+        let existing = |_: &str| Some(OpView::bare(OpType::Step, Status::Succeeded));
         let ups = [upd("a", "STEP", "START")];
         let err = validate(&ups, None, existing, "exec", &EmulatorLimits::default()).unwrap_err();
         assert_eq!(err.rule, Rule::Transition);

@@ -135,7 +135,9 @@ impl Executions {
         &self,
         arn: &str,
     ) -> Option<crate::wire::Invocation<crate::wire::Operation<i64>>> {
-        self.executions.get(arn)?.invocation_event(self.page_size)
+        self.executions
+            .get(arn)?
+            .invocation_event(self.page_size, self.limits.max_page_bytes)
     }
 
     pub(crate) fn arns(&self) -> Vec<String> {

@@ -47,10 +47,6 @@ pub(crate) struct OperationUpdate {
         reason = "parsed so a wrongly typed option is refused; not acted on"
     )]
     pub(crate) callback_options: Option<CallbackOptions>,
-    #[allow(
-        dead_code,
-        reason = "parsed so a wrongly typed option is refused; not acted on"
-    )]
     pub(crate) chained_invoke_options: Option<ChainedInvokeOptions>,
 }
 
@@ -85,12 +81,13 @@ pub(crate) struct CallbackOptions {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-#[allow(
-    dead_code,
-    reason = "parsed so a wrongly typed option is refused; not acted on"
-)]
 pub(crate) struct ChainedInvokeOptions {
+    /// Required on a START (`rules`).
     pub(crate) function_name: Option<String>,
+    #[allow(
+        dead_code,
+        reason = "parsed so a wrongly typed option is refused; not acted on"
+    )]
     pub(crate) tenant_id: Option<String>,
 }
 

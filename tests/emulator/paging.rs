@@ -1,5 +1,5 @@
 //! Paging: a `NextMarker` from a checkpoint is fetched with the new token, and the state call
-//! pages all operations and bounds `MaxItems`.
+//! pages all operations, bounds `MaxItems` and cuts a page at 5 MiB of operations.
 
 use crate::support::*;
 use checkpoint_batcher::emulator::Emulator;
@@ -105,4 +105,68 @@ async fn get_state_pages_all_operations_and_bounds_max_items() {
         assert_eq!(r.status, 400, "marker {bad:?} must be refused");
     }
     assert_eq!(snapshot(&emu, &arn).state_calls, 15);
+}
+
+/// A state page (and an invocation event) holds at most 5 MiB of operations, counted as the
+/// bytes of their results, errors and input; a checkpoint's answer is cut by count only.
+#[tokio::test]
+async fn state_pages_are_cut_at_five_mib_of_operations() {
+    const MIB: usize = 1024 * 1024;
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("bytes");
+    let result = json!("r".repeat(MIB)); // The largest result a STEP may carry.
+    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let updates: Vec<Value> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                up(id, "STEP", "START"),
+                with(up(id, "STEP", "SUCCEED"), "Payload", result.clone()),
+            ]
+        })
+        .collect();
+    let r = checkpoint(&emu, &arn, &t0, None, json!(updates)).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    let answer = &r.json()["NewExecutionState"];
+    assert_eq!(
+        op_ids(&answer["Operations"]),
+        ids,
+        "the checkpoint's answer carries all 6 MiB: it is not byte-capped"
+    );
+    assert!(answer.get("NextMarker").is_none());
+    let t1 = r.token().unwrap();
+
+    let addr = emu.local_addr();
+    let first = request(addr, "GET", &state_path(&arn, &t1, None, Some("1000")), b"").await;
+    assert_eq!(first.status, 200);
+    let first = first.json();
+    // The EXECUTION operation (no input: it weighs 1 byte) and four 1 MiB results fill
+    // 4 MiB + 1; a fifth would pass 5 MiB.
+    let exec_id = snapshot(&emu, &arn).execution_operation_id;
+    let mut expected = vec![exec_id];
+    expected.extend(ids.iter().take(4).cloned());
+    assert_eq!(op_ids(&first["Operations"]), expected);
+    let next = first["NextMarker"]
+        .as_str()
+        .expect("more remain")
+        .to_owned();
+    let rest = request(
+        addr,
+        "GET",
+        &state_path(&arn, &t1, Some(&next), Some("1000")),
+        b"",
+    )
+    .await
+    .json();
+    assert_eq!(op_ids(&rest["Operations"]), ["s4", "s5"]);
+    assert!(rest.get("NextMarker").is_none(), "the last page");
+
+    let event = emu.invocation_event(&arn).unwrap();
+    let state = &event["InitialExecutionState"];
+    assert_eq!(
+        op_ids(&state["Operations"]).len(),
+        5,
+        "an invocation event is cut as a state page is"
+    );
+    assert_eq!(state["NextMarker"].as_str(), Some(next.as_str()));
 }

@@ -27,7 +27,11 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
         up("ctx", "CONTEXT", "START"),
         up("run", "STEP", "START"),
         up("done", "STEP", "START"),
-        up("w", "WAIT", "START"),
+        with(
+            up("w", "WAIT", "START"),
+            "WaitOptions",
+            json!({"WaitSeconds": 60})
+        ),
     ]);
     let t1 = checkpoint(&emu, &arn, &t0, None, setup)
         .await
@@ -154,7 +158,7 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
                 "Error",
                 json!({ "ErrorMessage": "no" })
             )]),
-            "execution succeeds with a payload and fails with an error",
+            "a SUCCEED carries no Error and a FAIL no Payload",
         ),
         (
             "EXECUTION FAIL carrying a Payload",
@@ -163,7 +167,7 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
                 "Payload",
                 json!("\"result\"")
             )]),
-            "execution succeeds with a payload and fails with an error",
+            "a SUCCEED carries no Error and a FAIL no Payload",
         ),
         (
             "START of an EXECUTION",
@@ -179,7 +183,7 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
             "two non-START after START",
             json!([
                 up("a", "STEP", "START"),
-                up("a", "STEP", "RETRY"),
+                retry("a", 0),
                 up("a", "STEP", "SUCCEED")
             ]),
             "update 2 (id \"a\"): one update per id",
@@ -246,39 +250,356 @@ async fn every_rule_violation_is_a_400_that_names_the_rule_and_consumes_nothing(
     ];
     for (name, updates, expected) in cases {
         let client_token = (name == "bad ClientToken").then_some("has space");
-        let before = snapshot(&emu, &arn);
-        let r = checkpoint(&emu, &arn, &t2, client_token, updates).await;
-        assert_eq!(r.status, 400, "{name}: must be refused");
-        assert_eq!(
-            r.header("x-amzn-errortype"),
-            Some("InvalidParameterValueException"),
-            "{name}"
-        );
-        assert!(
-            r.message().contains(expected),
-            "{name}: message {:?} must contain {expected:?}",
-            r.message()
-        );
-        let after = snapshot(&emu, &arn);
-        assert_eq!(
-            after.current_token.as_deref(),
-            Some(t2.as_str()),
-            "{name}: token not consumed"
-        );
-        assert_eq!(
-            after.operations, before.operations,
-            "{name}: nothing applied (atomic)"
-        );
-        assert_eq!(
-            after.applied, before.applied,
-            "{name}: nothing applied (atomic)"
-        );
+        assert_refused(&emu, &arn, &t2, client_token, updates, &[expected], name).await;
     }
     // The token still works after all those refusals.
     assert_eq!(
         checkpoint(&emu, &arn, &t2, None, json!([])).await.status,
         200
     );
+}
+
+/// A STEP RETRY update carrying the delay of its next attempt, as the SDKs send it.
+fn retry(id: &str, delay: i64) -> Value {
+    with(
+        up(id, "STEP", "RETRY"),
+        "StepOptions",
+        json!({ "NextAttemptDelaySeconds": delay }),
+    )
+}
+
+/// Sends `updates` with `token` and asserts the request was refused whole: a 400
+/// `InvalidParameterValueException` whose message holds every piece of `expected`, the
+/// token still current, and no operation or update recorded.
+async fn assert_refused(
+    emu: &Emulator,
+    arn: &str,
+    token: &str,
+    client_token: Option<&str>,
+    updates: Value,
+    expected: &[&str],
+    name: &str,
+) {
+    let before = snapshot(emu, arn);
+    let r = checkpoint(emu, arn, token, client_token, updates).await;
+    assert_eq!(r.status, 400, "{name}: must be refused: {:?}", r.json());
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("InvalidParameterValueException"),
+        "{name}"
+    );
+    for piece in expected {
+        assert!(
+            r.message().contains(piece),
+            "{name}: message {:?} must contain {piece:?}",
+            r.message()
+        );
+    }
+    let after = snapshot(emu, arn);
+    assert_eq!(
+        after.current_token.as_deref(),
+        Some(token),
+        "{name}: token not consumed"
+    );
+    assert_eq!(
+        after.operations, before.operations,
+        "{name}: nothing applied (atomic)"
+    );
+    assert_eq!(
+        after.applied, before.applied,
+        "{name}: nothing applied (atomic)"
+    );
+}
+
+/// Applies `updates` and returns the new token, failing the test on a refusal.
+async fn applied(emu: &Emulator, arn: &str, token: &str, updates: Value) -> String {
+    let r = checkpoint(emu, arn, token, None, updates).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    r.token().unwrap()
+}
+
+/// A SUCCEED takes its result and a FAIL its error: a STEP or CONTEXT SUCCEED carrying an
+/// `Error`, or FAIL carrying a `Payload`, is refused, also right after its START in the
+/// same request.
+#[tokio::test]
+async fn a_succeed_carrying_an_error_or_a_fail_carrying_a_payload_is_refused() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("outcome");
+    let t1 = applied(
+        &emu,
+        &arn,
+        &t0,
+        json!([up("s", "STEP", "START"), up("c", "CONTEXT", "START")]),
+    )
+    .await;
+    let error = json!({ "ErrorMessage": "no" });
+    for (id, ty) in [("s", "STEP"), ("c", "CONTEXT")] {
+        let succeed = with(up(id, ty, "SUCCEED"), "Error", error.clone());
+        let fail = with(up(id, ty, "FAIL"), "Payload", json!("\"r\""));
+        for (update, field) in [(succeed, "Error"), (fail, "Payload")] {
+            let stored = format!("update 0 (id \"{id}\")");
+            let case = format!("{ty} {field} on a started operation");
+            let pieces = [stored.as_str(), "a SUCCEED carries no Error", field];
+            assert_refused(
+                &emu,
+                &arn,
+                &t1,
+                None,
+                json!([update.clone()]),
+                &pieces,
+                &case,
+            )
+            .await;
+            let fresh = format!("{id}2");
+            let mut late = update;
+            late["Id"] = json!(fresh);
+            let same_request = format!("update 1 (id \"{fresh}\")");
+            let case = format!("{ty} {field} after its START in the request");
+            let updates = json!([up(&fresh, ty, "START"), late]);
+            let pieces = [same_request.as_str(), field];
+            assert_refused(&emu, &arn, &t1, None, updates, &pieces, &case).await;
+        }
+    }
+    // Each with its own member is applied.
+    applied(
+        &emu,
+        &arn,
+        &t1,
+        json!([
+            with(up("s", "STEP", "FAIL"), "Error", error),
+            with(up("c", "CONTEXT", "SUCCEED"), "Payload", json!("\"r\""))
+        ]),
+    )
+    .await;
+}
+
+/// A STEP RETRY names the delay before the next attempt (`StepOptions`); without it the
+/// request is refused, also right after the START in the same request.
+#[tokio::test]
+async fn a_step_retry_without_step_options_is_refused() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("retry");
+    let t1 = applied(&emu, &arn, &t0, json!([up("s", "STEP", "START")])).await;
+    let bare = up("s", "STEP", "RETRY");
+    let empty = with(up("s", "STEP", "RETRY"), "StepOptions", json!({}));
+    for (name, update) in [("no StepOptions", bare), ("empty StepOptions", empty)] {
+        let pieces = [
+            "update 0 (id \"s\")",
+            "required options missing",
+            "StepOptions",
+        ];
+        assert_refused(&emu, &arn, &t1, None, json!([update]), &pieces, name).await;
+    }
+    let pieces = ["update 1 (id \"n\")", "StepOptions"];
+    let updates = json!([up("n", "STEP", "START"), up("n", "STEP", "RETRY")]);
+    assert_refused(&emu, &arn, &t1, None, updates, &pieces, "START then RETRY").await;
+    let r = checkpoint(&emu, &arn, &t1, None, json!([retry("s", 0)])).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        r.json()["NewExecutionState"]["Operations"][0]["Status"],
+        "PENDING"
+    );
+}
+
+/// A CALLBACK takes only START from the client, like a CHAINED_INVOKE: a CANCEL of either
+/// is refused; the service completes them.
+#[tokio::test]
+async fn a_callback_or_chained_invoke_cancel_is_refused() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("cancel");
+    let invoke = with(
+        up("i", "CHAINED_INVOKE", "START"),
+        "ChainedInvokeOptions",
+        json!({ "FunctionName": "f" }),
+    );
+    let t1 = applied(
+        &emu,
+        &arn,
+        &t0,
+        json!([up("cb", "CALLBACK", "START"), invoke]),
+    )
+    .await;
+    for (id, ty) in [("cb", "CALLBACK"), ("i", "CHAINED_INVOKE")] {
+        let located = format!("update 0 (id \"{id}\")");
+        let pieces = [located.as_str(), "CANCEL of a", "the service completes"];
+        assert_refused(
+            &emu,
+            &arn,
+            &t1,
+            None,
+            json!([up(id, ty, "CANCEL")]),
+            &pieces,
+            ty,
+        )
+        .await;
+    }
+}
+
+/// A CHAINED_INVOKE START names the function it invokes (`ChainedInvokeOptions`, whose
+/// `FunctionName` the API model requires).
+#[tokio::test]
+async fn a_chained_invoke_start_without_its_function_is_refused() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("invoke");
+    let cases = [
+        ("no options", up("i", "CHAINED_INVOKE", "START")),
+        (
+            "no FunctionName",
+            with(
+                up("i", "CHAINED_INVOKE", "START"),
+                "ChainedInvokeOptions",
+                json!({ "TenantId": "t" }),
+            ),
+        ),
+        (
+            "empty FunctionName",
+            with(
+                up("i", "CHAINED_INVOKE", "START"),
+                "ChainedInvokeOptions",
+                json!({ "FunctionName": "" }),
+            ),
+        ),
+    ];
+    for (name, update) in cases {
+        let pieces = ["update 0 (id \"i\")", "ChainedInvokeOptions.FunctionName"];
+        assert_refused(&emu, &arn, &t0, None, json!([update]), &pieces, name).await;
+    }
+}
+
+/// An update's `ParentId`, `Name` and `SubType`, when it sends them, are the operation's: a
+/// different value, or one where the operation has none, is refused; one left out is fine.
+#[tokio::test]
+async fn an_update_naming_another_parent_name_or_subtype_is_refused() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("metadata");
+    let mut step = with(up("s", "STEP", "START"), "ParentId", json!("c1"));
+    step = with(with(step, "Name", json!("n")), "SubType", json!("Step"));
+    let t1 = applied(
+        &emu,
+        &arn,
+        &t0,
+        json!([
+            up("c1", "CONTEXT", "START"),
+            up("c2", "CONTEXT", "START"),
+            step,
+            up("plain", "STEP", "START")
+        ]),
+    )
+    .await;
+    let cases = [
+        ("s", "ParentId", "c2", "differs from the operation's \"c1\""),
+        ("s", "Name", "m", "differs from the operation's \"n\""),
+        (
+            "s",
+            "SubType",
+            "Other",
+            "differs from the operation's \"Step\"",
+        ),
+        ("plain", "Name", "n", "the operation has none"),
+        ("plain", "ParentId", "c1", "the operation has none"),
+    ];
+    for (id, field, value, detail) in cases {
+        let update = with(up(id, "STEP", "SUCCEED"), field, json!(value));
+        let located = format!("update 0 (id \"{id}\")");
+        let pieces = [
+            located.as_str(),
+            "differs from the operation",
+            field,
+            detail,
+        ];
+        let name = format!("{field} on {id}");
+        assert_refused(&emu, &arn, &t1, None, json!([update]), &pieces, &name).await;
+    }
+    let started = with(up("n", "STEP", "START"), "Name", json!("a"));
+    let renamed = with(up("n", "STEP", "SUCCEED"), "Name", json!("b"));
+    let pieces = ["update 1 (id \"n\")", "Name"];
+    let updates = json!([started, renamed]);
+    assert_refused(
+        &emu,
+        &arn,
+        &t1,
+        None,
+        updates,
+        &pieces,
+        "renamed in the request",
+    )
+    .await;
+    // Left out, or the same: applied.
+    let same = with(
+        with(up("s", "STEP", "SUCCEED"), "Name", json!("n")),
+        "ParentId",
+        json!("c1"),
+    );
+    applied(
+        &emu,
+        &arn,
+        &t1,
+        json!([same, up("plain", "STEP", "SUCCEED")]),
+    )
+    .await;
+}
+
+/// A WAIT START without a positive `WaitSeconds` (no `WaitOptions`, an empty one, or 0) is
+/// due the moment it starts: the answer already shows it SUCCEEDED. A real wait stays
+/// STARTED until the service fires it.
+#[tokio::test]
+async fn a_wait_of_no_time_succeeds_at_once() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("wait");
+    let r = checkpoint(
+        &emu,
+        &arn,
+        &t0,
+        None,
+        json!([
+            up("w0", "WAIT", "START"),
+            with(up("w1", "WAIT", "START"), "WaitOptions", json!({})),
+            with(
+                up("w2", "WAIT", "START"),
+                "WaitOptions",
+                json!({"WaitSeconds": 0})
+            ),
+            with(
+                up("w3", "WAIT", "START"),
+                "WaitOptions",
+                json!({"WaitSeconds": 30})
+            )
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let ops = r.json()["NewExecutionState"]["Operations"].clone();
+    let statuses: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["Status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "STARTED"]);
+    assert!(
+        ops[0]["EndTimestamp"].is_number(),
+        "a finished wait has an end"
+    );
+    assert!(ops[3]["EndTimestamp"].is_null(), "a running wait has none");
+    let held = snapshot(&emu, &arn);
+    assert_eq!(
+        held.operation("w0").unwrap().history,
+        ["START", "service:SUCCEEDED"],
+        "the service completed it, not the client"
+    );
+    let t1 = r.token().unwrap();
+    let pieces = ["update 0 (id \"w0\")", "finished"];
+    let cancel = json!([up("w0", "WAIT", "CANCEL")]);
+    assert_refused(
+        &emu,
+        &arn,
+        &t1,
+        None,
+        cancel,
+        &pieces,
+        "CANCEL of a finished wait",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -365,10 +686,20 @@ async fn allowed_sequences_follow_the_documented_transitions() {
 async fn service_completions_reach_the_client_through_the_next_checkpoint() {
     let emu = default_emulator().await;
     let (arn, t0) = emu.start_execution("svc");
-    let t1 = checkpoint(&emu, &arn, &t0, None, json!([up("w", "WAIT", "START")]))
-        .await
-        .token()
-        .unwrap();
+    let t1 = checkpoint(
+        &emu,
+        &arn,
+        &t0,
+        None,
+        json!([with(
+            up("w", "WAIT", "START"),
+            "WaitOptions",
+            json!({"WaitSeconds": 60})
+        )]),
+    )
+    .await
+    .token()
+    .unwrap();
     emu.complete_operation(&arn, "w", Completion::Succeed(None))
         .unwrap();
     let r = checkpoint(&emu, &arn, &t1, None, json!([])).await;
@@ -400,7 +731,7 @@ async fn service_completions_reach_the_client_through_the_next_checkpoint() {
         &arn,
         &t2,
         None,
-        json!([up("s", "STEP", "START"), up("s", "STEP", "RETRY")]),
+        json!([up("s", "STEP", "START"), retry("s", 1)]),
     )
     .await
     .token()

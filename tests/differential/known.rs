@@ -1,0 +1,529 @@
+//! The known differences between AWS's local runner and this crate's emulator: each is a
+//! predicate over a request and its context (this crate's state before the request and its
+//! answer) with the reason, and the exact shape the difference must take. A request both
+//! servers answer alike while an entry applies fails the test too: one of them changed, and
+//! the entry (and `docs/PROTOCOL.md`) must follow.
+
+use checkpoint_batcher::emulator::OperationRecord;
+use serde_json::Value;
+
+use crate::drive::{Chain, EXEC, ErrorShape, Outcome, Side};
+use crate::sequence::{MarkerRef, Request, expanded_len};
+
+/// Where the difference stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Kept on purpose: the runner is the one that differs from the service. Quotes the text of
+    /// `docs/PROTOCOL.md` (its row in "AWS's local runner, compared", or the rule) that says
+    /// why; a test checks the quote is there.
+    Deliberate(&'static str),
+    /// Found by this test and not yet settled: neither `docs/PROTOCOL.md` nor a change of the
+    /// emulator covers it. Says what needs deciding.
+    Open(&'static str),
+}
+
+/// What a predicate sees besides the request.
+pub struct Ctx<'a> {
+    /// The request's position in its sequence.
+    pub index: usize,
+    /// The whole sequence.
+    pub requests: &'a [Request],
+    /// This crate's side after the request: tokens sent and answers, this request's included.
+    pub ours: &'a Side,
+    /// This crate's operations before the request (its own Ids).
+    pub ops_before: &'a [OperationRecord],
+}
+
+impl Ctx<'_> {
+    fn op(&self, id: &str) -> Option<&OperationRecord> {
+        let id = if id == "$EXEC" {
+            self.ours.exec_id.as_str()
+        } else {
+            id
+        };
+        self.ops_before.iter().find(|op| op.id == id)
+    }
+
+    /// The index of the last earlier checkpoint this crate applied (answered with a new token
+    /// or, completing the execution, with none), if any.
+    fn last_applied(&self) -> Option<usize> {
+        (0..self.index)
+            .rev()
+            .find(|&k| applied(&self.ours.answers[k].outcome))
+    }
+
+    /// Earlier checkpoints this crate applied with this request's client token and inbound
+    /// token.
+    fn same_call(&self, req: &Request) -> Option<usize> {
+        let ct = req.client_token()?;
+        let token = self.ours.sent.get(self.index)?.as_ref()?;
+        (0..self.index).find(|&k| {
+            self.requests[k].client_token() == Some(ct)
+                && self.ours.sent[k].as_ref() == Some(token)
+                && applied(&self.ours.answers[k].outcome)
+        })
+    }
+}
+
+fn applied(outcome: &Outcome) -> bool {
+    matches!(outcome.chain(), Some(Chain::New) | Some(Chain::Absent))
+}
+
+/// One known difference.
+pub struct Known {
+    pub name: &'static str,
+    pub standing: Standing,
+    pub reason: &'static str,
+    /// Whether the difference applies to this request, given this crate's answer.
+    pub applies: fn(&Request, &Ctx<'_>, &Outcome) -> bool,
+    /// Whether the runner's and this crate's answers show it exactly as documented.
+    pub shows: fn(&Outcome, &Outcome, &Ctx<'_>) -> bool,
+    /// Whether one server applied what the other did not: the sequence then stops, its later
+    /// requests would compare two different states.
+    pub diverges: bool,
+}
+
+fn str_of<'v>(update: &'v Value, key: &str) -> Option<&'v str> {
+    update.get(key).and_then(Value::as_str)
+}
+
+fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_valid_client_token(ct: &str) -> bool {
+    (1..=64).contains(&ct.len()) && ct.bytes().all(|b| (0x21..=0x7E).contains(&b))
+}
+
+/// The JSON length of an `Error` object, as the runner measures it (Python's `json.dumps`
+/// separators are `", "` and `": "`, a little longer than compact JSON).
+fn error_len(error: &Value) -> usize {
+    error.as_object().map_or(0, |map| {
+        map.iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 6
+                    + match v {
+                        Value::String(s) => expanded_len(s),
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|i| i.as_str().map_or(4, expanded_len) + 4)
+                            .sum(),
+                        other => other.to_string().len(),
+                    }
+            })
+            .sum()
+    })
+}
+
+/// Whether update `i` of `updates` is preceded by a START of the same Id.
+fn started_earlier(updates: &[Value], i: usize) -> bool {
+    let id = str_of(&updates[i], "Id");
+    updates[..i]
+        .iter()
+        .any(|u| str_of(u, "Id") == id && str_of(u, "Action") == Some("START"))
+}
+
+/// Whether `u`, the end of an operation started by an update in `before`, breaks a rule the
+/// runner checks only against stored operations: a SUCCEED with an Error, a FAIL with a Payload,
+/// a RETRY without StepOptions, or a ParentId, Name or SubType other than the START's.
+fn breaks_an_end_rule(u: &Value, before: &[Value]) -> bool {
+    let Some(start) = before
+        .iter()
+        .rev()
+        .find(|b| str_of(b, "Id") == str_of(u, "Id") && str_of(b, "Action") == Some("START"))
+    else {
+        return false;
+    };
+    let differs = |key: &str| str_of(u, key).is_some_and(|v| str_of(start, key) != Some(v));
+    match str_of(u, "Action") {
+        Some("SUCCEED") if u.get("Error").is_some() => true,
+        Some("FAIL") if u.get("Payload").is_some() => true,
+        Some("RETRY") if u.get("StepOptions").is_none() => true,
+        _ => differs("ParentId") || differs("Name") || differs("SubType"),
+    }
+}
+
+/// Whether the Id of update `i` comes again later in the request (the runner refuses the
+/// duplicate before it looks at transitions).
+fn repeated_later(updates: &[Value], i: usize) -> bool {
+    let id = str_of(&updates[i], "Id");
+    updates[i + 1..].iter().any(|u| str_of(u, "Id") == id)
+}
+
+fn runner_applied(runner: &Outcome) -> bool {
+    runner.chain() == Some(Chain::New)
+}
+
+fn runner_refused(runner: &Outcome) -> bool {
+    runner.refused_ipve(false)
+}
+
+fn ours_refused(ours: &Outcome) -> bool {
+    ours.refused_ipve(false)
+}
+
+/// The runner's error responses name the exception in the body's `Type` and send no
+/// `X-Amzn-ErrorType` header; this crate's send Lambda's shape, `Type` `User` or `Server` and the
+/// exception in the header. Checked on every refusal, before the types are compared.
+pub const ERROR_SHAPE: &str = "error responses";
+
+/// Whether a refusal's wire shape is the documented one for its server (`runner`: body only).
+pub fn error_shape_as_documented(shape: &ErrorShape, runner: bool) -> bool {
+    if runner {
+        shape.header.is_none()
+            && shape
+                .body_type
+                .as_deref()
+                .is_some_and(|t| t.ends_with("Exception"))
+    } else {
+        shape
+            .header
+            .as_deref()
+            .is_some_and(|t| t.ends_with("Exception"))
+            && matches!(shape.body_type.as_deref(), Some("User" | "Server"))
+    }
+}
+
+/// Every known difference.
+pub const KNOWN: &[Known] = &[
+    Known {
+        name: "close of a never-started STEP or CONTEXT",
+        standing: Standing::Deliberate("SUCCEED of a STEP never started"),
+        reason: "the runner skips its transition checks for an operation that does not exist yet; \
+                 the service refuses a SUCCEED, FAIL or RETRY of an operation never started (rule 5)",
+        applies: |req, ctx, ours| {
+            let ups = req.update_list();
+            ours_refused(ours)
+                && ups.iter().enumerate().any(|(i, u)| {
+                    matches!(str_of(u, "Type"), Some("STEP" | "CONTEXT"))
+                        && matches!(str_of(u, "Action"), Some("SUCCEED" | "FAIL" | "RETRY"))
+                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_none())
+                        && !started_earlier(ups, i)
+                        && !repeated_later(ups, i)
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "Id outside the API model's pattern",
+        standing: Standing::Deliberate(
+            "Id with a space, an empty or 65-character Id; long Name or SubType",
+        ),
+        reason: "the runner checks no Id format; the API model's OperationId is 1-64 characters of [a-zA-Z0-9_-]",
+        applies: |req, _, ours| {
+            ours_refused(ours)
+                && req
+                    .update_list()
+                    .iter()
+                    .any(|u| str_of(u, "Id").is_some_and(|id| id != "$EXEC" && !is_valid_id(id)))
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "Name or SubType over the model's length",
+        standing: Standing::Deliberate(
+            "Id with a space, an empty or 65-character Id; long Name or SubType",
+        ),
+        reason: "the runner checks no Name or SubType length; the API model allows 256 and 32 characters",
+        applies: |req, _, ours| {
+            ours_refused(ours)
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Name").is_some_and(|n| n.chars().count() > 256)
+                        || str_of(u, "SubType").is_some_and(|s| s.chars().count() > 32)
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "ClientToken outside the model's pattern",
+        standing: Standing::Deliberate("ClientToken is 1 to 64 characters"),
+        reason: "the runner checks no ClientToken format; the API model's ClientToken is 1-64 characters of [\\x21-\\x7E]",
+        applies: |req, _, ours| {
+            ours_refused(ours)
+                && req
+                    .client_token()
+                    .is_some_and(|ct| !is_valid_client_token(ct))
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "payload over the service's limit",
+        standing: Standing::Deliberate("payload over 1 MiB (6 MiB for an EXECUTION)"),
+        reason: "the runner caps no payload but a chained invoke's; the service takes 1 MiB, 6 MiB for an EXECUTION result",
+        applies: |req, _, ours| {
+            ours_refused(ours)
+                && req.update_list().iter().any(|u| {
+                    let limit = if str_of(u, "Type") == Some("EXECUTION") {
+                        6 << 20
+                    } else {
+                        1 << 20
+                    };
+                    str_of(u, "Payload").is_some_and(|p| expanded_len(p) > limit)
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "error between 32 KiB and 1 MiB",
+        standing: Standing::Deliberate("errors over 32 KiB"),
+        reason: "the runner refuses an Error over 32 KiB; the service takes up to 1 MiB",
+        applies: |req, _, ours| {
+            ours.accepted()
+                && req
+                    .update_list()
+                    .iter()
+                    .any(|u| u.get("Error").is_some_and(|e| error_len(e) > 32 * 1024))
+        },
+        shows: |runner, _, _| runner_refused(runner),
+        diverges: true,
+    },
+    Known {
+        name: "MaxItems outside 0-1000",
+        standing: Standing::Deliberate("`MaxItems` 1001 or -1"),
+        reason: "the runner clamps MaxItems into 1-1000; the API model allows 0-1000",
+        applies: |req, _, ours| {
+            ours_refused(ours)
+                && req
+                    .max_items()
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .is_some_and(|n| !(0..=1000).contains(&n))
+        },
+        shows: |runner, _, _| matches!(runner, Outcome::Page { .. }),
+        diverges: false,
+    },
+    Known {
+        name: "MaxItems 0",
+        standing: Standing::Deliberate("`MaxItems` 0"),
+        reason: "the runner clamps 0 up to 1 operation a page; the service reads 0 as the default, 100",
+        applies: |req, _, ours| req.max_items() == Some("0") && ours.ops().len() > 1,
+        shows: |runner, ours, _| {
+            let ours_ops = ours.ops();
+            matches!(runner, Outcome::Page { .. })
+                && ours_ops.len() > 1
+                && runner.ops() == &ours_ops[..1]
+                && runner.more()
+        },
+        diverges: false,
+    },
+    Known {
+        name: "ClientToken repeated with different updates",
+        standing: Standing::Deliberate("a ClientToken repeated with different updates"),
+        reason: "the runner replays the first answer and drops the new updates (or, past its one remembered call, \
+                 calls the token stale); a client token names one request, so this crate refuses it",
+        applies: |req, ctx, ours| {
+            ours_refused(ours)
+                && ctx
+                    .same_call(req)
+                    .is_some_and(|k| ctx.requests[k].update_list() != req.update_list())
+        },
+        shows: |runner, _, ctx| {
+            let k = ctx.same_call(&ctx.requests[ctx.index]);
+            if k == ctx.last_applied() {
+                runner.chain() == Some(Chain::Seen)
+            } else {
+                runner.refused_ipve(true)
+            }
+        },
+        diverges: false,
+    },
+    Known {
+        name: "replay of an older call",
+        standing: Standing::Deliberate("an older call's ClientToken replayed after later calls"),
+        reason: "the runner remembers only the last checkpoint's ClientToken; the service keeps them 15 minutes",
+        applies: |req, ctx, ours| {
+            ours.accepted()
+                && ctx.same_call(req).is_some_and(|k| {
+                    ctx.requests[k].update_list() == req.update_list()
+                        && Some(k) != ctx.last_applied()
+                })
+        },
+        shows: |runner, _, _| runner.refused_ipve(true),
+        diverges: false,
+    },
+    Known {
+        name: "answer to a checkpoint that completes the execution",
+        standing: Standing::Deliberate("the answer to a checkpoint that completes the execution"),
+        reason: "the runner answers a new token (refused on the next call) and leaves the EXECUTION operation out; \
+                 the service answers no token after a completion",
+        applies: |req, _, ours| {
+            ours.chain() == Some(Chain::Absent)
+                && req.update_list().last().is_some_and(|u| {
+                    str_of(u, "Type") == Some("EXECUTION")
+                        && matches!(str_of(u, "Action"), Some("SUCCEED" | "FAIL"))
+                })
+        },
+        shows: |runner, ours, _| {
+            let without_execution: Vec<_> = ours
+                .ops()
+                .iter()
+                .filter(|op| op.id != EXEC)
+                .cloned()
+                .collect();
+            matches!(runner.chain(), Some(Chain::New | Chain::Seen))
+                && runner.ops() == without_execution.as_slice()
+                && ours.ops().iter().any(|op| op.id == EXEC)
+        },
+        diverges: false,
+    },
+    Known {
+        name: "checkpoint answer paged",
+        standing: Standing::Deliberate("a checkpoint answer with 1,200 new operations"),
+        reason: "the runner never pages a checkpoint's answer; the service's answer may carry a NextMarker",
+        applies: |req, _, ours| req.is_checkpoint() && ours.more(),
+        shows: |runner, ours, _| {
+            runner.chain() == Some(Chain::New)
+                && !runner.more()
+                && runner.ops().len() > ours.ops().len()
+                && ours.ops().iter().all(|op| runner.ops().contains(op))
+        },
+        diverges: false,
+    },
+    Known {
+        name: "a rule broken by an update whose operation starts earlier in the request",
+        standing: Standing::Deliberate(
+            "a rule broken by an update whose operation starts earlier in the same request",
+        ),
+        reason: "the runner checks an update only against the operations already stored, so the end of an \
+                 operation started in the same request escapes its rules; this crate judges it as if the two \
+                 came in two requests",
+        applies: |req, ctx, ours| {
+            let ups = req.update_list();
+            ours_refused(ours)
+                && ups.iter().enumerate().any(|(i, u)| {
+                    started_earlier(ups, i)
+                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_none())
+                        && breaks_an_end_rule(u, &ups[..i])
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "STEP RETRY with a delay of 0",
+        standing: Standing::Deliberate("a STEP `RETRY` with a delay of 0"),
+        reason: "the runner's retry timer fires within the request and leaves the step READY; this crate plays \
+                 no retry timer and leaves it PENDING",
+        applies: |req, _, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Action") == Some("RETRY")
+                        && u["StepOptions"]["NextAttemptDelaySeconds"].as_u64() == Some(0)
+                })
+        },
+        shows: |runner, ours, _| {
+            runner_applied(runner)
+                && runner
+                    .ops()
+                    .iter()
+                    .any(|op| op.op_type == "STEP" && op.status == "READY")
+                && ours
+                    .ops()
+                    .iter()
+                    .any(|op| op.op_type == "STEP" && op.status == "PENDING")
+        },
+        diverges: true,
+    },
+    Known {
+        name: "STEP RETRY carrying an Error and a Payload",
+        standing: Standing::Deliberate("a STEP `RETRY` carrying both an `Error` and a `Payload`"),
+        reason: "the runner refuses a RETRY with both; this crate stores both, as it forwards what a handler sends",
+        applies: |req, ctx, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Action") == Some("RETRY")
+                        && u.get("Error").is_some()
+                        && u.get("Payload").is_some()
+                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_some())
+                })
+        },
+        shows: |runner, _, _| runner_refused(runner),
+        diverges: true,
+    },
+    Known {
+        name: "START of a STEP whose retry is pending",
+        standing: Standing::Deliberate("a `START` of a STEP still `PENDING`"),
+        reason: "the runner starts a STEP again only once it is READY (its retry timer fired); this crate also starts a PENDING one",
+        applies: |req, ctx, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Type") == Some("STEP")
+                        && str_of(u, "Action") == Some("START")
+                        && str_of(u, "Id")
+                            .and_then(|id| ctx.op(id))
+                            .is_some_and(|op| op.status == "PENDING")
+                })
+        },
+        shows: |runner, _, _| runner_refused(runner),
+        diverges: true,
+    },
+    Known {
+        name: "update without the operation's ParentId",
+        standing: Standing::Open(
+            "whether an update that leaves out ParentId keeps the operation's parent",
+        ),
+        reason: "the runner rebuilds the operation from each update, so one without ParentId takes the operation out of its \
+                 CONTEXT; this crate keeps the parent the operation was created with",
+        applies: |req, ctx, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    u.get("ParentId").is_none()
+                        && str_of(u, "Id")
+                            .and_then(|id| ctx.op(id))
+                            .is_some_and(|op| op.parent_id.is_some())
+                })
+        },
+        shows: |runner, ours, _| {
+            runner_applied(runner)
+                && runner.ops().iter().any(|op| {
+                    op.parent.is_none()
+                        && ours
+                            .ops()
+                            .iter()
+                            .any(|o| o.id == op.id && o.parent.is_some())
+                })
+        },
+        diverges: true,
+    },
+    Known {
+        name: "state read without a CheckpointToken",
+        standing: Standing::Open("which error a state read without a token gets"),
+        reason: "the runner answers \"Invalid checkpoint token\" (an invocation's failure to a client); this crate \
+                 answers \"CheckpointToken is required\" (a bad request, the execution's failure)",
+        applies: |req, _, ours| {
+            !req.is_checkpoint()
+                && *req.token() == crate::sequence::TokenRef::Missing
+                && ours_refused(ours)
+        },
+        shows: |runner, _, _| runner.refused_ipve(true),
+        diverges: false,
+    },
+    Known {
+        name: "marker answered before the last checkpoint",
+        standing: Standing::Open("whether a state marker outlives the next checkpoint"),
+        reason: "the runner ties a marker to the token it was read with and refuses it once a checkpoint moved the \
+                 chain; this crate's markers stay valid for the life of the execution",
+        applies: |req, ctx, ours| {
+            let Request::State {
+                marker: MarkerRef::NextOf(k),
+                ..
+            } = req
+            else {
+                return false;
+            };
+            ours.accepted()
+                && ctx.ours.marker(*k).is_some()
+                && (*k..ctx.index).any(|j| ctx.ours.answers[j].outcome.chain() == Some(Chain::New))
+        },
+        shows: |runner, _, _| runner_refused(runner),
+        diverges: false,
+    },
+];
