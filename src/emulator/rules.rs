@@ -282,9 +282,9 @@ pub(crate) struct OpView<'e> {
     pub(crate) sub_type: Option<&'e str>,
 }
 
-impl<'e> OpView<'e> {
+#[cfg(test)]
+impl OpView<'_> {
     /// A view with no `ParentId`, `Name` or `SubType`.
-    #[cfg(test)]
     fn bare(op_type: OpType, status: Status) -> Self {
         Self {
             op_type,

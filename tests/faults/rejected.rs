@@ -3,7 +3,7 @@
 
 use crate::RTT;
 use crate::support::*;
-use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
+use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate, WaitOptions};
 use checkpoint_batcher::emulator::Faults;
 use checkpoint_batcher::{AckFuture, BatcherError, ErrorKind, FailureScope};
 
@@ -60,7 +60,14 @@ async fn a_request_the_service_rejects_latches_an_execution_failure_and_nothing_
         for setup in [
             start("done"),
             succeed("done", "1"),
-            update("waiting", OperationType::Wait, OperationAction::Start),
+            // A wait of a minute, still running when the rule breakers name it.
+            OperationUpdate::builder()
+                .id("waiting")
+                .r#type(OperationType::Wait)
+                .action(OperationAction::Start)
+                .wait_options(WaitOptions::builder().wait_seconds(60).build())
+                .build()
+                .expect("complete"),
         ] {
             within_named(HANG, "setup", batcher.checkpoint(setup))
                 .await
