@@ -48,16 +48,22 @@ async fn drain_from_other_tasks(
     (flush, shutdown)
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_drain_cut_short_by_a_revoked_token_is_no_success() {
+/// Update `a` in flight, its call held; once released, it is answered without a token, and not
+/// as the execution's end (a revocation).
+async fn a_held_in_flight_to_be_revoked() -> (Rig, checkpoint_batcher::AckFuture) {
     let rig = rig(config());
     rig.faulty.hold();
-    // The call in flight is answered without a token, and not as the execution's end.
     rig.faulty.push(Fault::Respond(
         CheckpointDurableExecutionOutput::builder().build(),
     ));
     let in_flight = rig.batcher.submit(start("a")).await.unwrap();
     rig.faulty.wait_for_calls(1).await;
+    (rig, in_flight)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_cut_short_by_a_revoked_token_is_no_success() {
+    let (rig, in_flight) = a_held_in_flight_to_be_revoked().await;
     let queued = rig.batcher.submit(start("b")).await.unwrap();
     let (flush, shutdown) = drain_from_other_tasks(&rig.batcher).await;
     rig.faulty.release();
@@ -106,13 +112,7 @@ async fn a_drain_cut_short_by_a_revoked_token_is_no_success() {
 /// result.
 #[tokio::test(start_paused = true)]
 async fn flushes_over_a_batch_answered_with_a_revocation_agree_with_the_shutdown() {
-    let rig = rig(config());
-    rig.faulty.hold();
-    rig.faulty.push(Fault::Respond(
-        CheckpointDurableExecutionOutput::builder().build(),
-    ));
-    let ack = rig.batcher.submit(start("a")).await.unwrap();
-    rig.faulty.wait_for_calls(1).await;
+    let (rig, ack) = a_held_in_flight_to_be_revoked().await;
     let early = tokio::spawn({
         let batcher = rig.batcher.clone();
         async move { batcher.flush().await }
