@@ -59,14 +59,7 @@ async fn a_next_marker_from_a_checkpoint_is_fetched_with_the_new_token() {
 #[tokio::test]
 async fn get_state_pages_all_operations_and_bounds_max_items() {
     let emu = default_emulator().await;
-    let (arn, t0) = emu.start_execution("state");
-    let updates: Vec<Value> = (0..150)
-        .map(|i| up(&format!("s{i}"), "STEP", "START"))
-        .collect();
-    let t1 = checkpoint(&emu, &arn, &t0, None, json!(updates))
-        .await
-        .token()
-        .unwrap();
+    let (arn, t1) = with_steps(&emu, "state", 150).await;
     let addr = emu.local_addr();
 
     let all = request(addr, "GET", &state_path(&arn, &t1, None, Some("1000")), b"")
@@ -205,14 +198,7 @@ async fn all_tagged_with(arn: &str, token: &str, addr: std::net::SocketAddr) -> 
 async fn a_state_marker_is_refused_once_a_checkpoint_moved_the_chain() {
     let emu = default_emulator().await;
     let addr = emu.local_addr();
-    let (arn, t0) = emu.start_execution("markers");
-    let steps: Vec<Value> = (0..5)
-        .map(|i| up(&format!("s{i}"), "STEP", "START"))
-        .collect();
-    let t1 = checkpoint(&emu, &arn, &t0, None, json!(steps))
-        .await
-        .token()
-        .unwrap();
+    let (arn, t1) = with_steps(&emu, "markers", 5).await;
     let get = |token: &str, marker: Option<&str>| state_path(&arn, token, marker, Some("2"));
 
     let first = request(addr, "GET", &get(&t1, None), b"").await.json();
@@ -227,22 +213,18 @@ async fn a_state_marker_is_refused_once_a_checkpoint_moved_the_chain() {
         .token()
         .unwrap();
     for marker in [&m1, &m2] {
-        let r = request(addr, "GET", &get(&t2, Some(marker)), b"").await;
-        assert_eq!(r.status, 400, "a marker of the last token is refused");
-        assert_eq!(
-            r.header("x-amzn-errortype"),
-            Some("InvalidParameterValueException")
-        );
-        assert!(
-            r.message().contains("issued with another checkpoint token"),
-            "the refusal says why: {}",
-            r.message()
-        );
-        let r = request(addr, "GET", &get(&t1, Some(marker)), b"").await;
-        assert!(
-            r.status == 400 && r.message().starts_with("Invalid checkpoint token"),
-            "with the consumed token, the token is stale first"
-        );
+        request(addr, "GET", &get(&t2, Some(marker)), b"")
+            .await
+            .assert_invalid_parameter(
+                "issued with another checkpoint token",
+                "a marker of the last token",
+            );
+        request(addr, "GET", &get(&t1, Some(marker)), b"")
+            .await
+            .assert_invalid_parameter(
+                "Invalid checkpoint token",
+                "with the consumed token, the token is stale first",
+            );
     }
     let fresh = request(addr, "GET", &get(&t2, None), b"").await.json();
     let m3 = fresh["NextMarker"].as_str().unwrap().to_owned();
@@ -288,17 +270,29 @@ async fn a_checkpoint_answers_marker_is_tied_to_the_token_it_answers() {
         .await
         .token()
         .unwrap();
-    let r = request(
+    request(
         addr,
         "GET",
         &state_path(&arn, &t2, Some(&marker), None),
         b"",
     )
-    .await;
-    assert_eq!(r.status, 400, "the next checkpoint retires the marker");
-    assert!(
-        r.message().contains("issued with another checkpoint token"),
-        "{}",
-        r.message()
+    .await
+    .assert_invalid_parameter(
+        "issued with another checkpoint token",
+        "the next checkpoint retires the marker",
     );
+}
+
+/// A new execution with `n` STEPs `s0`… started in one checkpoint: its ARN and the token that
+/// checkpoint answered.
+async fn with_steps(emu: &Emulator, name: &str, n: usize) -> (String, String) {
+    let (arn, t0) = emu.start_execution(name);
+    let steps: Vec<Value> = (0..n)
+        .map(|i| up(&format!("s{i}"), "STEP", "START"))
+        .collect();
+    let token = checkpoint(emu, &arn, &t0, None, json!(steps))
+        .await
+        .token()
+        .expect("the checkpoint is applied");
+    (arn, token)
 }
