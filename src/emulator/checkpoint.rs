@@ -204,6 +204,8 @@ fn process(
     let completes = valid
         .iter()
         .any(|u| u.op_type == OpType::Execution && u.to.is_finished());
+    // The answer's marker is read with the token the answer carries.
+    let tag = paging::token_tag(&new_token);
     if completes {
         exec.completed = true;
         exec.current_token = None;
@@ -214,6 +216,7 @@ fn process(
 
     let first = Marker::Checkpoint {
         n: checkpoint,
+        tag,
         offset: 0,
     };
     // Cut by the page size only: a checkpoint's answer is not byte-capped.

@@ -163,7 +163,7 @@ impl Execution {
     /// The event the service would send an invocation of the execution now: its current
     /// token and the first page of all its operations (creation order, timestamps in epoch
     /// milliseconds, cut at `page_size` operations or `max_page_bytes` as a state page is),
-    /// with a `s.<offset>` marker when more remain. `None` for an
+    /// with a `s.<tag>.<offset>` marker, tagged with that token, when more remain. `None` for an
     /// execution without a valid token (completed or revoked).
     pub(super) fn invocation_event(
         &self,
@@ -175,7 +175,10 @@ impl Execution {
         let first = paging::page(
             &self.ops,
             &all,
-            Marker::State { offset: 0 },
+            Marker::State {
+                tag: paging::token_tag(&token),
+                offset: 0,
+            },
             page_size,
             max_page_bytes,
         );

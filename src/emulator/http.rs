@@ -294,9 +294,12 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded_and_plus_is_literal() {
-        let q = parse_query(Some("CheckpointToken=a%2Fb+c&MaxItems=5&Marker=s.1&x=y")).unwrap();
+        let q = parse_query(Some(
+            "CheckpointToken=a%2Fb+c&MaxItems=5&Marker=s.0000001f.1&x=y",
+        ))
+        .unwrap();
         assert_eq!(q.checkpoint_token.as_deref(), Some("a/b+c"));
         assert_eq!(q.max_items.as_deref(), Some("5"));
-        assert_eq!(q.marker.as_deref(), Some("s.1"));
+        assert_eq!(q.marker.as_deref(), Some("s.0000001f.1"));
     }
 }

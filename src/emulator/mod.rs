@@ -31,7 +31,7 @@
 //!   checkpoint, empty ones included, consumes it and answers a new one; a refused
 //!   request leaves it valid. A stale, unknown or revoked token is answered 400
 //!   `InvalidParameterValueException` with a message starting `Invalid checkpoint
-//!   token`. After an EXECUTION SUCCEED or FAIL the answer carries no token and every
+//!   token`, and so is an empty one, or a state read without one. After an EXECUTION SUCCEED or FAIL the answer carries no token and every
 //!   later call gets that 400.
 //! - **Idempotency.** A request with the same `ClientToken` and the same inbound token
 //!   as an applied one gets the stored answer again, byte for byte, and nothing is
@@ -48,12 +48,14 @@
 //!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400),
 //!   and cuts a page at [`EmulatorLimits::max_page_bytes`] (5 MiB) of operations too,
 //!   though never below one operation.
-//!   Marker forms are documented in the `paging` module: `c.<checkpoint>.<offset>` and
-//!   `s.<offset>`; a garbled or unknown marker is refused with 400.
+//!   Marker forms are documented in the `paging` module: `c.<checkpoint>.<tag>.<offset>`
+//!   and `s.<tag>.<offset>`, where `<tag>` names the checkpoint token the marker was
+//!   issued with; a garbled or unknown marker, or one issued with another token than the
+//!   query's (a checkpoint or rotation moved the chain since), is refused with 400.
 //! - **Invocations.** [`Emulator::invocation_event`] builds the event the service would
 //!   send the durable function now: the current token and the first page of all
 //!   operations (cut as a state page is), with timestamps in epoch milliseconds and
-//!   `NextMarker = s.<offset>` when more remain.
+//!   `NextMarker = s.<tag>.<offset>`, tied to that token, when more remain.
 //! - **Robustness.** Malformed JSON, a wrong shape, a wrong method (405), a body over
 //!   the limit (413), an unknown ARN (404) or path (404), an ARN that does not decode
 //!   (400) all get a REST-JSON error; no input makes the server panic. Unknown JSON

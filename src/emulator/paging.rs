@@ -11,25 +11,32 @@
 //!
 //! # Markers
 //!
-//! Markers are opaque to clients but have a fixed, documented form:
+//! Markers are opaque to clients but have a fixed, documented form. `<tag>` is 8 lowercase
+//! hex digits naming the checkpoint token the marker was issued with ([`token_tag`]):
 //!
-//! - `c.<n>.<offset>`: the operations changed by applied checkpoint number `<n>` of this
-//!   execution, from `<offset>` on. A checkpoint whose changes exceed the page size
-//!   stores its list of changed operations and answers `NextMarker = c.<n>.<page>`, so
-//!   the rest is fetched with `GetDurableExecutionState` using the **new** token. Pages
-//!   show each operation's current state at fetch time.
-//! - `s.<offset>`: all operations in creation order, from `<offset>` on. An invocation
-//!   event ([`super::Emulator::invocation_event`]) holds the first page of these and
-//!   answers the rest with `NextMarker = s.<page>`.
+//! - `c.<n>.<tag>.<offset>`: the operations changed by applied checkpoint number `<n>` of
+//!   this execution, from `<offset>` on. A checkpoint whose changes exceed the page size
+//!   stores its list of changed operations and answers `NextMarker = c.<n>.<tag>.<page>`,
+//!   tagged with the **new** token it answers, so the rest is fetched with
+//!   `GetDurableExecutionState` using that token. Pages show each operation's current
+//!   state at fetch time.
+//! - `s.<tag>.<offset>`: all operations in creation order, from `<offset>` on. A state page
+//!   tags its `NextMarker` with the token it was read with; an invocation event
+//!   ([`super::Emulator::invocation_event`]) holds the first page of these, tagged with the
+//!   execution's current token, and answers the rest with `NextMarker = s.<tag>.<page>`.
 //!
-//! Anything else, an unknown `<n>`, or an offset past the end is refused with 400.
+//! Anything else, an unknown `<n>`, or an offset past the end is refused with 400, and so is
+//! a marker whose tag is not that of the query's token: a marker is tied to the token it was
+//! issued with, so once a checkpoint (or a rotation or revocation of the token) moves the
+//! chain, the markers issued before it are refused, as AWS's local runner refuses them.
 //!
 //! # Invariants
 //!
 //! - A marker is only handed out when operations remain past it, and it points at the
 //!   first operation not yet sent.
 //! - Offsets index lists that only grow (`Execution::ops` and the stored change lists
-//!   never shrink), so a marker stays valid for the life of the execution.
+//!   never shrink), so a marker stays in range for the life of the execution; only its
+//!   token decides whether it is still taken.
 
 use super::error::ApiError;
 use super::faults::Roll;
@@ -50,13 +57,22 @@ pub(crate) struct StateQuery {
     pub(crate) max_items: Option<String>,
 }
 
-/// Where a marker points.
+/// The tag a marker carries of the checkpoint token it was issued with: the 32-bit FNV-1a
+/// hash of the token's bytes. It only needs to tell the execution's successive tokens apart,
+/// not to resist forgery: a marker with another token's tag is refused as a wrong marker.
+pub(super) fn token_tag(token: &str) -> u32 {
+    token.bytes().fold(0x811c_9dc5_u32, |hash, b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Where a marker points, and the tag ([`token_tag`]) of the token it was issued with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Marker {
     /// Into the changed operations of applied checkpoint `n`.
-    Checkpoint { n: u64, offset: usize },
+    Checkpoint { n: u64, tag: u32, offset: usize },
     /// Into all operations, in creation order.
-    State { offset: usize },
+    State { tag: u32, offset: usize },
 }
 
 impl Marker {
@@ -66,13 +82,26 @@ impl Marker {
                 .then(|| p.parse().ok())
                 .flatten()
         };
+        let tag = |p: &str| {
+            (p.len() == 8 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                .then(|| u32::from_str_radix(p, 16).ok())
+                .flatten()
+        };
         let mut parts = s.split('.');
-        let marker = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("c"), Some(n), Some(offset), None) => Self::Checkpoint {
+        let marker = match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("c"), Some(n), Some(t), Some(offset), None) => Self::Checkpoint {
                 n: digits(n).and_then(|n: usize| u64::try_from(n).ok())?,
+                tag: tag(t)?,
                 offset: digits(offset)?,
             },
-            (Some("s"), Some(offset), None, None) => Self::State {
+            (Some("s"), Some(t), Some(offset), None, None) => Self::State {
+                tag: tag(t)?,
                 offset: digits(offset)?,
             },
             _ => return None,
@@ -82,22 +111,28 @@ impl Marker {
 
     fn render(self) -> String {
         match self {
-            Self::Checkpoint { n, offset } => format!("c.{n}.{offset}"),
-            Self::State { offset } => format!("s.{offset}"),
+            Self::Checkpoint { n, tag, offset } => format!("c.{n}.{tag:08x}.{offset}"),
+            Self::State { tag, offset } => format!("s.{tag:08x}.{offset}"),
         }
     }
 
     fn offset(self) -> usize {
         match self {
-            Self::Checkpoint { offset, .. } | Self::State { offset } => offset,
+            Self::Checkpoint { offset, .. } | Self::State { offset, .. } => offset,
         }
     }
 
-    /// The same list, at another offset.
+    fn tag(self) -> u32 {
+        match self {
+            Self::Checkpoint { tag, .. } | Self::State { tag, .. } => tag,
+        }
+    }
+
+    /// The same list and token, at another offset.
     fn at(self, offset: usize) -> Self {
         match self {
-            Self::Checkpoint { n, .. } => Self::Checkpoint { n, offset },
-            Self::State { .. } => Self::State { offset },
+            Self::Checkpoint { n, tag, .. } => Self::Checkpoint { n, tag, offset },
+            Self::State { tag, .. } => Self::State { tag, offset },
         }
     }
 }
@@ -164,20 +199,27 @@ impl Executions {
         if let Some(err) = roll.injected_error() {
             return Err(err);
         }
-        let token = query
-            .checkpoint_token
-            .as_deref()
-            .ok_or_else(|| ApiError::InvalidParameter("CheckpointToken is required".to_owned()))?;
-        if token.is_empty() {
-            return Err(ApiError::InvalidToken("the token is empty"));
-        }
+        // A read without a token, like one with an empty token, names no token the service
+        // issued: stale, as AWS's local runner answers both.
+        let token = match query.checkpoint_token.as_deref() {
+            None => return Err(ApiError::InvalidToken("no CheckpointToken")),
+            Some("") => return Err(ApiError::InvalidToken("the token is empty")),
+            Some(token) => token,
+        };
         exec.check_token(token)?;
         let max_items = parse_max_items(query.max_items.as_deref())?;
+        let tag = token_tag(token);
         let marker = match query.marker.as_deref().filter(|m| !m.is_empty()) {
-            None => Marker::State { offset: 0 },
+            None => Marker::State { tag, offset: 0 },
             Some(raw) => Marker::parse(raw)
                 .ok_or_else(|| ApiError::InvalidParameter(format!("invalid marker {raw:?}")))?,
         };
+        if marker.tag() != tag {
+            return Err(ApiError::InvalidParameter(format!(
+                "invalid marker {:?}: issued with another checkpoint token",
+                marker.render()
+            )));
+        }
         let all: Vec<usize>;
         let source: &[usize] = match marker {
             Marker::State { .. } => {
@@ -210,8 +252,12 @@ mod tests {
     #[test]
     fn markers_round_trip_and_garbage_is_refused() {
         for m in [
-            Marker::Checkpoint { n: 3, offset: 10 },
-            Marker::State { offset: 0 },
+            Marker::Checkpoint {
+                n: 3,
+                tag: 0xdead_beef,
+                offset: 10,
+            },
+            Marker::State { tag: 0, offset: 0 },
         ] {
             assert_eq!(
                 Marker::parse(&m.render()),
@@ -219,11 +265,42 @@ mod tests {
                 "render then parse is identity"
             );
         }
+        assert_eq!(
+            Marker::State {
+                tag: 0xab,
+                offset: 7
+            }
+            .render(),
+            "s.000000ab.7",
+            "the tag is 8 lowercase hex digits"
+        );
         for bad in [
-            "", "c.1", "s.", "s.-1", "x.1", "c.1.2.3", "s.1e3", "s. 1", "s.+1",
+            "",
+            "c.1",
+            "s.",
+            "s.1",
+            "s.0000000a.-1",
+            "x.0000000a.1",
+            "c.1.2.3",
+            "c.1.0000000a.2.3",
+            "s.0000000a.1e3",
+            "s.0000000a. 1",
+            "s.0000000a.+1",
+            "s.0000000A.1",
+            "s.000000a.1",
+            "s.00000000a.1",
+            "s.0000000g.1",
         ] {
             assert_eq!(Marker::parse(bad), None, "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn the_token_tag_is_fnv1a_and_tells_tokens_apart() {
+        // FNV-1a's published 32-bit values for "" and "a".
+        assert_eq!(token_tag(""), 0x811c_9dc5);
+        assert_eq!(token_tag("a"), 0xe40c_292c);
+        assert_ne!(token_tag("token-1"), token_tag("token-2"));
     }
 
     #[test]
@@ -242,15 +319,20 @@ mod tests {
                 .collect()
         };
         // 4 + 4 + 1 (an operation without payloads weighs 1) fit in 9; "d" does not.
-        let first = page(&ops, &all, Marker::State { offset: 0 }, 100, 9);
+        let at = |offset| Marker::State { tag: 0x1f, offset };
+        let first = page(&ops, &all, at(0), 100, 9);
         assert_eq!(ids(&first), ["a", "b", "c"]);
-        assert_eq!(first.next_marker.as_deref(), Some("s.3"));
+        assert_eq!(
+            first.next_marker.as_deref(),
+            Some("s.0000001f.3"),
+            "the next page's marker keeps the token's tag"
+        );
         // "d" alone is over the budget: it travels alone rather than never.
-        let second = page(&ops, &all, Marker::State { offset: 3 }, 100, 5);
+        let second = page(&ops, &all, at(3), 100, 5);
         assert_eq!(ids(&second), ["d"]);
-        assert_eq!(second.next_marker.as_deref(), Some("s.4"));
+        assert_eq!(second.next_marker.as_deref(), Some("s.0000001f.4"));
         // The count still cuts first when it is the smaller bound.
-        let counted = page(&ops, &all, Marker::State { offset: 0 }, 2, usize::MAX);
+        let counted = page(&ops, &all, at(0), 2, usize::MAX);
         assert_eq!(ids(&counted), ["a", "b"]);
     }
 

@@ -200,11 +200,6 @@ impl Side {
         }
     }
 
-    /// The `NextMarker` request `k` answered, if any.
-    pub fn marker(&self, k: usize) -> Option<&str> {
-        self.markers.get(k).and_then(Option::as_deref)
-    }
-
     fn token(&self, token: &TokenRef) -> Option<String> {
         match token {
             TokenRef::Current => Some(self.current.clone()),

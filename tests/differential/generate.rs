@@ -324,8 +324,8 @@ impl Gen {
     }
 
     /// A state read with an ordinary MaxItems, from the first page or a marker answered by an
-    /// earlier read (only while no checkpoint moved the chain since: the runner ties markers
-    /// to the token).
+    /// earlier read (only while no checkpoint moved the chain since: both servers tie a marker
+    /// to the token it was issued with).
     fn state_read(&mut self) {
         let max_items = match self.rng.u32(..6) {
             0 => None,
@@ -765,7 +765,7 @@ impl Gen {
                 });
             }
             5 => match self.pick(&self.stale_reads.clone()) {
-                // A marker answered before the last applied checkpoint.
+                // A marker answered before the last applied checkpoint: both refuse it.
                 Some(k) => self.push(
                     Request::State {
                         token: TokenRef::Current,

@@ -1,5 +1,6 @@
-//! Paging: a `NextMarker` from a checkpoint is fetched with the new token, and the state call
-//! pages all operations, bounds `MaxItems` and cuts a page at 5 MiB of operations.
+//! Paging: a `NextMarker` from a checkpoint is fetched with the new token, the state call
+//! pages all operations, bounds `MaxItems` and cuts a page at 5 MiB of operations, and a
+//! marker is refused once a checkpoint moved the token chain past the token it came with.
 
 use crate::support::*;
 use checkpoint_batcher::emulator::Emulator;
@@ -58,14 +59,7 @@ async fn a_next_marker_from_a_checkpoint_is_fetched_with_the_new_token() {
 #[tokio::test]
 async fn get_state_pages_all_operations_and_bounds_max_items() {
     let emu = default_emulator().await;
-    let (arn, t0) = emu.start_execution("state");
-    let updates: Vec<Value> = (0..150)
-        .map(|i| up(&format!("s{i}"), "STEP", "START"))
-        .collect();
-    let t1 = checkpoint(&emu, &arn, &t0, None, json!(updates))
-        .await
-        .token()
-        .unwrap();
+    let (arn, t1) = with_steps(&emu, "state", 150).await;
     let addr = emu.local_addr();
 
     let all = request(addr, "GET", &state_path(&arn, &t1, None, Some("1000")), b"")
@@ -100,11 +94,21 @@ async fn get_state_pages_all_operations_and_bounds_max_items() {
         let r = request(addr, "GET", &state_path(&arn, &t1, None, Some(bad)), b"").await;
         assert_eq!(r.status, 400, "MaxItems {bad} is out of range");
     }
-    for bad in ["garbage", "s.9999", "c.42.0", "c.1", "s.-1", "%FF"] {
-        let r = request(addr, "GET", &state_path(&arn, &t1, Some(bad), None), b"").await;
+    // The tag of t1, as the markers answered with it carry it.
+    let tag = all_tagged_with(&arn, &t1, addr).await;
+    for bad in [
+        "garbage".to_owned(),
+        format!("s.{tag}.9999"),
+        format!("c.42.{tag}.0"),
+        format!("s.{tag}.-1"),
+        "s.1".to_owned(),
+        "c.1".to_owned(),
+        "%FF".to_owned(),
+    ] {
+        let r = request(addr, "GET", &state_path(&arn, &t1, Some(&bad), None), b"").await;
         assert_eq!(r.status, 400, "marker {bad:?} must be refused");
     }
-    assert_eq!(snapshot(&emu, &arn).state_calls, 15);
+    assert_eq!(snapshot(&emu, &arn).state_calls, 17);
 }
 
 /// A state page (and an invocation event) holds at most 5 MiB of operations, counted as the
@@ -169,4 +173,126 @@ async fn state_pages_are_cut_at_five_mib_of_operations() {
         "an invocation event is cut as a state page is"
     );
     assert_eq!(state["NextMarker"].as_str(), Some(next.as_str()));
+}
+
+/// The `<tag>` of the markers a state read with `token` answers (`s.<tag>.<offset>`).
+async fn all_tagged_with(arn: &str, token: &str, addr: std::net::SocketAddr) -> String {
+    let page = request(addr, "GET", &state_path(arn, token, None, Some("1")), b"")
+        .await
+        .json();
+    let marker = page["NextMarker"]
+        .as_str()
+        .expect("more than one operation: a marker");
+    let parts: Vec<&str> = marker.split('.').collect();
+    assert!(
+        parts.len() == 3 && parts[0] == "s" && parts[2] == "1",
+        "a state page's marker is s.<tag>.<offset>: {marker}"
+    );
+    parts[1].to_owned()
+}
+
+/// A state page's marker is taken with the token it was read with until a checkpoint moves
+/// the chain; then it is refused, with the old token (stale) and with the new one (a marker of
+/// another token). A rotation of the token does the same.
+#[tokio::test]
+async fn a_state_marker_is_refused_once_a_checkpoint_moved_the_chain() {
+    let emu = default_emulator().await;
+    let addr = emu.local_addr();
+    let (arn, t1) = with_steps(&emu, "markers", 5).await;
+    let get = |token: &str, marker: Option<&str>| state_path(&arn, token, marker, Some("2"));
+
+    let first = request(addr, "GET", &get(&t1, None), b"").await.json();
+    let m1 = first["NextMarker"].as_str().unwrap().to_owned();
+    let again = request(addr, "GET", &get(&t1, Some(&m1)), b"").await;
+    assert_eq!(again.status, 200, "before a checkpoint the marker is taken");
+    assert_eq!(op_ids(&again.json()["Operations"]), ["s1", "s2"]);
+    let m2 = again.json()["NextMarker"].as_str().unwrap().to_owned();
+
+    let t2 = checkpoint(&emu, &arn, &t1, None, json!([]))
+        .await
+        .token()
+        .unwrap();
+    for marker in [&m1, &m2] {
+        request(addr, "GET", &get(&t2, Some(marker)), b"")
+            .await
+            .assert_invalid_parameter(
+                "issued with another checkpoint token",
+                "a marker of the last token",
+            );
+        request(addr, "GET", &get(&t1, Some(marker)), b"")
+            .await
+            .assert_invalid_parameter(
+                "Invalid checkpoint token",
+                "with the consumed token, the token is stale first",
+            );
+    }
+    let fresh = request(addr, "GET", &get(&t2, None), b"").await.json();
+    let m3 = fresh["NextMarker"].as_str().unwrap().to_owned();
+    assert_ne!(
+        m3, m1,
+        "the same offset read with another token has another marker"
+    );
+    let r = request(addr, "GET", &get(&t2, Some(&m3)), b"").await;
+    assert_eq!(r.status, 200, "a marker of the current token is taken");
+
+    let t3 = emu.rotate_token(&arn).unwrap();
+    let r = request(addr, "GET", &get(&t3, Some(&m3)), b"").await;
+    assert_eq!(r.status, 400, "a rotation moves the chain too");
+}
+
+/// A checkpoint answer's marker is issued with the token the answer carries: followed with it
+/// at once it pages the rest, and once the next checkpoint moved the chain it is refused.
+#[tokio::test]
+async fn a_checkpoint_answers_marker_is_tied_to_the_token_it_answers() {
+    let emu = Emulator::builder().page_size(3).start().await.unwrap();
+    let addr = emu.local_addr();
+    let (arn, t0) = emu.start_execution("checkpoint-markers");
+    let steps: Vec<Value> = (0..5)
+        .map(|i| up(&format!("s{i}"), "STEP", "START"))
+        .collect();
+    let r = checkpoint(&emu, &arn, &t0, None, json!(steps)).await;
+    let t1 = r.token().unwrap();
+    let marker = r.json()["NewExecutionState"]["NextMarker"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest = request(
+        addr,
+        "GET",
+        &state_path(&arn, &t1, Some(&marker), None),
+        b"",
+    )
+    .await;
+    assert_eq!(rest.status, 200, "{:?}", rest.json());
+    assert_eq!(op_ids(&rest.json()["Operations"]), ["s3", "s4"]);
+
+    let t2 = checkpoint(&emu, &arn, &t1, None, json!([]))
+        .await
+        .token()
+        .unwrap();
+    request(
+        addr,
+        "GET",
+        &state_path(&arn, &t2, Some(&marker), None),
+        b"",
+    )
+    .await
+    .assert_invalid_parameter(
+        "issued with another checkpoint token",
+        "the next checkpoint retires the marker",
+    );
+}
+
+/// A new execution with `n` STEPs `s0`… started in one checkpoint: its ARN and the token that
+/// checkpoint answered.
+async fn with_steps(emu: &Emulator, name: &str, n: usize) -> (String, String) {
+    let (arn, t0) = emu.start_execution(name);
+    let steps: Vec<Value> = (0..n)
+        .map(|i| up(&format!("s{i}"), "STEP", "START"))
+        .collect();
+    let token = checkpoint(emu, &arn, &t0, None, json!(steps))
+        .await
+        .token()
+        .expect("the checkpoint is applied");
+    (arn, token)
 }

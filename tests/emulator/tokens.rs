@@ -96,6 +96,29 @@ async fn a_revoked_token_is_refused_and_get_state_checks_the_token_too() {
     assert!(r.status == 400 && r.message().starts_with("Invalid checkpoint token"));
 }
 
+/// A state read without a `CheckpointToken` names no token the service issued: stale, as a
+/// read with an empty one is. (A checkpoint without one is a malformed request body.)
+#[tokio::test]
+async fn a_state_read_without_or_with_an_empty_token_is_answered_as_stale() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("tokenless");
+    let without = format!("/2025-12-01/durable-executions/{}/state", enc(&arn));
+    for path in [without, state_path(&arn, "", None, None)] {
+        let r = request(emu.local_addr(), "GET", &path, b"").await;
+        r.assert_invalid_parameter("Invalid checkpoint token", &path);
+        assert!(
+            r.message().starts_with("Invalid checkpoint token"),
+            "the stale-token phrase opens the message: {}",
+            r.message()
+        );
+    }
+    assert_eq!(
+        snapshot(&emu, &arn).current_token.as_deref(),
+        Some(t0.as_str()),
+        "a refused read leaves the token as it was"
+    );
+}
+
 #[tokio::test]
 async fn an_execution_succeed_ends_the_token_chain() {
     let emu = default_emulator().await;

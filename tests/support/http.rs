@@ -45,6 +45,22 @@ impl Resp {
     pub fn token(&self) -> Option<String> {
         self.json()["CheckpointToken"].as_str().map(str::to_owned)
     }
+
+    /// Asserts a 400 `InvalidParameterValueException` whose message holds `text` (`what` names
+    /// the request in the failure).
+    pub fn assert_invalid_parameter(&self, text: &str, what: &str) {
+        assert_eq!(self.status, 400, "{what}: {}", self.message());
+        assert_eq!(
+            self.header("x-amzn-errortype"),
+            Some("InvalidParameterValueException"),
+            "{what}"
+        );
+        assert!(
+            self.message().contains(text),
+            "{what}: the message must hold {text:?}: {}",
+            self.message()
+        );
+    }
 }
 
 /// Sends raw bytes and reads the answer to EOF; `Err` when the connection broke before a
