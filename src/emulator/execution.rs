@@ -20,6 +20,8 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
+
 use super::error::{ApiError, EmulatorError};
 use super::operation::{Op, now_secs, secs_to_millis};
 use super::paging::{self, Marker};
@@ -51,7 +53,8 @@ pub enum Completion {
 pub(super) struct StoredReply {
     /// Hash of the request's `Updates`; a retry must match it.
     pub(super) fingerprint: u64,
-    pub(super) body: Vec<u8>,
+    /// Shared with the response that first carried it: storing it copies nothing.
+    pub(super) body: Bytes,
 }
 
 /// One execution and everything held for it.
