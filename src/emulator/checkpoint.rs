@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use super::error::ApiError;
 use super::execution::{Execution, StoredReply};
 use super::faults::Roll;
+use super::hash::WordHasher;
 use super::operation::{Op, now_secs, secs_after};
 use super::paging::{self, Marker};
 use super::rules::{self, Action, EmulatorLimits, OpType, ValidUpdate};
@@ -334,65 +335,9 @@ fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest, ApiError> {
 /// Identifies a request's `Updates` as parsed (members the emulator does not know are not
 /// part of it), to tell a retry from a different request.
 fn fingerprint(updates: Option<&[wire::OperationUpdate]>) -> u64 {
-    let mut h = WordHasher(0);
+    let mut h = WordHasher::default();
     updates.hash(&mut h);
     h.finish()
-}
-
-/// A hasher for [`fingerprint`] that takes eight bytes per step. A request's updates are
-/// hundreds of short fields, and SipHash's cost per `write` made it the emulator's largest
-/// item. It need not resist crafted collisions: a collision could only let a client that
-/// reuses a `ClientToken` for a different request get the first answer, which is that
-/// client's own fault.
-struct WordHasher(u64);
-
-impl WordHasher {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for WordHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut buf = [0u8; 8];
-            buf.copy_from_slice(word);
-            self.mix(u64::from_le_bytes(buf));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(buf));
-        }
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.mix(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.mix(value);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.mix(value as u64);
-    }
-
-    fn write_isize(&mut self, value: isize) {
-        self.mix(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // A last avalanche, so that nearby inputs spread over all bits.
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        x ^ (x >> 33)
-    }
 }
 
 fn bad_body(what: &str, err: &serde_json::Error) -> ApiError {

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 
 use super::error::{ApiError, EmulatorError};
+use super::hash::IdMap;
 use super::operation::{Op, now_secs, secs_to_millis};
 use super::paging::{self, Marker};
 use super::rules::{OpType, OpView, Status};
@@ -66,7 +67,7 @@ pub(super) struct Execution {
     pub(super) current_token: Option<String>,
     pub(super) completed: bool,
     pub(super) ops: Vec<Op>,
-    pub(super) index: HashMap<String, usize>,
+    pub(super) index: IdMap<usize>,
     pub(super) applied: Vec<AppliedUpdate>,
     pub(super) checkpoint_calls: u64,
     pub(super) applied_checkpoints: u64,
@@ -103,7 +104,7 @@ impl Execution {
             current_token: Some(token),
             completed: false,
             ops: vec![exec_op],
-            index: HashMap::from([(exec_op_id, 0)]),
+            index: IdMap::from_iter([(exec_op_id, 0)]),
             applied: Vec::new(),
             checkpoint_calls: 0,
             applied_checkpoints: 0,

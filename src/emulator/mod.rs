@@ -90,6 +90,7 @@ mod checkpoint;
 mod error;
 mod execution;
 mod faults;
+mod hash;
 mod http;
 mod operation;
 mod paging;
