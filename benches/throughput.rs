@@ -32,6 +32,12 @@
 //! Scenarios run on a multi-threaded runtime with 2 workers, except the "one core" rows: the
 //! concurrent and saturated workloads again on a `current_thread` runtime, the workload and the
 //! batcher on one thread, as a handler on a small Lambda runs them (`BENCH_SCENARIO=one`).
+//!
+//! The **real path** row (`BENCH_SCENARIO="real path"`, needs `--all-features`) runs the
+//! saturated step workload through `RealBackend`, `aws-sdk-lambda` and loopback HTTP to the
+//! emulator in a child process, and reports the client's and the emulator's CPU per update
+//! (see `throughput/real_path.rs`). Targets are issue 12's. `BENCH_PROFILE=1` skips the
+//! cross-core timing, which would spin for minutes under valgrind.
 
 use std::env;
 use std::fmt::{self, Write as _};
@@ -1092,9 +1098,15 @@ fn main() -> Result<(), Error> {
     let load_after = load_average();
     let ping_pong_after = ping_pong();
 
-    let mut report = table(&rows);
+    let mut report = if rows.is_empty() {
+        String::new()
+    } else {
+        table(&rows)
+    };
     if let Some(real) = &real {
-        report.push('\n');
+        if !report.is_empty() {
+            report.push('\n');
+        }
         report.push_str(&real_path::table(real_scenario, real));
     }
     report.push_str(&format!(

@@ -36,7 +36,9 @@ impl Hasher for WordHasher {
         let rest = words.remainder();
         if !rest.is_empty() {
             let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
+            for (to, from) in buf.iter_mut().zip(rest) {
+                *to = *from;
+            }
             self.mix(u64::from_le_bytes(buf));
         }
     }
