@@ -457,6 +457,33 @@ async fn batcher_task(
     Ok(latencies)
 }
 
+/// One workload task's handle: the acknowledgement latencies of its steps.
+type WorkloadTask = tokio::task::JoinHandle<Result<Vec<u32>, Error>>;
+
+/// Spawns the workload's `tasks` tasks of `steps` steps each. They wait behind the returned
+/// barrier, whose last party is the caller, so that they all start when it is released.
+fn spawn_workload(
+    handle: &BatcherHandle,
+    tasks: usize,
+    steps: usize,
+    payload: &str,
+) -> (Vec<WorkloadTask>, Arc<Barrier>) {
+    let payload: Arc<str> = payload.into();
+    let gate = Arc::new(Barrier::new(tasks + 1));
+    let spawned = (0..tasks)
+        .map(|task| {
+            tokio::spawn(batcher_task(
+                handle.clone(),
+                task,
+                steps,
+                Arc::clone(&payload),
+                Arc::clone(&gate),
+            ))
+        })
+        .collect();
+    (spawned, gate)
+}
+
 /// Runs a workload as a handler runs: as a task on a worker, so the tasks it spawns start on
 /// that worker's queue (`block_on` would run it on the main thread, outside the workers).
 fn on_worker<T: Send + 'static>(
@@ -474,19 +501,12 @@ async fn run_batcher(scenario: Scenario, config: BatcherConfig) -> Result<Run, E
     ));
     let token = backend.current_token();
     let handle = CheckpointBatcher::spawn(backend.clone(), ARN, token, config)?;
-    let payload: Arc<str> = payload(scenario.payload_bytes).into();
-    let gate = Arc::new(Barrier::new(scenario.tasks + 1));
-    let tasks: Vec<_> = (0..scenario.tasks)
-        .map(|task| {
-            tokio::spawn(batcher_task(
-                handle.clone(),
-                task,
-                scenario.steps,
-                Arc::clone(&payload),
-                Arc::clone(&gate),
-            ))
-        })
-        .collect();
+    let (tasks, gate) = spawn_workload(
+        &handle,
+        scenario.tasks,
+        scenario.steps,
+        &payload(scenario.payload_bytes),
+    );
     // The clock starts once every task is spawned and waiting: spawning is not the batcher's
     // cost, and tasks that start one by one would make the first batches ragged.
     let _ = gate.wait().await;

@@ -22,9 +22,8 @@ use aws_sdk_lambda::types::OperationUpdate;
 use checkpoint_batcher::{
     BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, RealBackend,
 };
-use tokio::sync::Barrier;
 
-use super::{Error, SMALL_PAYLOAD, batcher_task, ms};
+use super::{Error, SMALL_PAYLOAD, ms, spawn_workload};
 
 /// The emulator binary, when the bench is built with the `cli` feature.
 const EMULATOR_BIN: Option<&str> = option_env!("CARGO_BIN_EXE_checkpoint-batcher");
@@ -332,19 +331,7 @@ pub(crate) async fn run(scenario: RealScenario, config: BatcherConfig) -> Result
     let warm_updates = backend.updates.load(Ordering::Relaxed);
     let warm_nanos = backend.nanos.load(Ordering::Relaxed);
 
-    let payload: Arc<str> = SMALL_PAYLOAD.into();
-    let gate = Arc::new(Barrier::new(scenario.tasks + 1));
-    let tasks: Vec<_> = (0..scenario.tasks)
-        .map(|task| {
-            tokio::spawn(batcher_task(
-                handle.clone(),
-                task,
-                scenario.steps,
-                Arc::clone(&payload),
-                Arc::clone(&gate),
-            ))
-        })
-        .collect();
+    let (tasks, gate) = spawn_workload(&handle, scenario.tasks, scenario.steps, SMALL_PAYLOAD);
     let _ = gate.wait().await;
     let client_before = own_cpu();
     let emulator_before = emulator.cpu()?;
