@@ -25,6 +25,7 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::FutureExt as _;
 use futures::future::OptionFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
@@ -210,7 +211,11 @@ impl Actor {
             self.deliver();
             tokio::task::yield_now().await;
             let before = self.received;
-            self.take_ready(room);
+            match self.rx.recv_many(&mut self.inbox, room).now_or_never() {
+                Some(0) => self.rx_open = false,
+                Some(_) => self.take_inbox(),
+                None => {}
+            }
             quiet = if self.received == before {
                 quiet + 1
             } else {
@@ -254,25 +259,6 @@ impl Actor {
             return None;
         }
         self.queue.earliest()
-    }
-
-    /// Takes up to `room` commands that are already in the channel, without waiting, each
-    /// straight into the queue: what `recv_many` into the inbox and [`take_inbox`] do, with
-    /// one move of every command fewer (a command is a few hundred bytes; while gathering,
-    /// this is how almost every update arrives).
-    ///
-    /// [`take_inbox`]: Self::take_inbox
-    fn take_ready(&mut self, room: usize) {
-        for _ in 0..room {
-            match self.rx.try_recv() {
-                Ok(command) => self.on_command(command),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.rx_open = false;
-                    break;
-                }
-            }
-        }
     }
 
     fn take_inbox(&mut self) {
