@@ -17,6 +17,7 @@ mod backend;
 mod batcher;
 mod config;
 mod error;
+mod hash;
 mod limits;
 mod redact;
 mod retry;

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 /// `ErrorObject`: in an update, in operation details, and in a failed invocation's output.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ErrorObject {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -267,10 +267,14 @@ impl BatcherHandle {
         update: OperationUpdate,
         max_delay: Duration,
     ) -> Result<AckFuture, BatcherError> {
-        let (command, ack) = self.prepare(update, max_delay)?;
-        // What `Sender::send` does, without moving the command into its future first: a
-        // command is a few hundred bytes, and each move is a copy on every update.
+        // Checked and sized before waiting for room, so an invalid update is refused whatever
+        // the queue's state; the command is built only once a slot is held. What `Sender::send`
+        // does, without keeping the command in this future across the wait: a command is a few
+        // hundred bytes, and each move is a copy on every update.
+        validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
+        let (bytes, deadline) = (update_bytes(&update), deadline_after(max_delay));
         let permit = self.tx.reserve().await.map_err(|_| self.stopped())?;
+        let (command, ack) = self.command(update, bytes, deadline);
         permit.send(command);
         Ok(ack)
     }
@@ -283,17 +287,28 @@ impl BatcherHandle {
         max_delay: Duration,
     ) -> Result<(Command, AckFuture), BatcherError> {
         validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
+        let (bytes, deadline) = (update_bytes(&update), deadline_after(max_delay));
+        Ok(self.command(update, bytes, deadline))
+    }
+
+    /// The command that queues one checked update of `bytes` bytes, and its acknowledgement.
+    fn command(
+        &self,
+        update: OperationUpdate,
+        bytes: usize,
+        deadline: Option<Instant>,
+    ) -> (Command, AckFuture) {
         let (reply, rx) = oneshot::channel();
         let submission = Submission {
-            bytes: update_bytes(&update),
+            bytes,
             update,
-            deadline: deadline_after(max_delay),
+            deadline,
             reply: Some(reply),
             unit: 1,
             span: Span::current(),
         };
         let ack = AckFuture::new(rx, Arc::clone(&self.shared));
-        Ok((Command::Update(submission), ack))
+        (Command::Update(submission), ack)
     }
 
     /// As [`prepare`](Self::prepare), for a group answered once its last update is durable.

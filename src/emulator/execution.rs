@@ -20,7 +20,10 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
+
 use super::error::{ApiError, EmulatorError};
+use super::hash::IdMap;
 use super::operation::{Op, now_secs, secs_to_millis};
 use super::paging::{self, Marker};
 use super::rules::{OpType, OpView, Status};
@@ -51,7 +54,8 @@ pub enum Completion {
 pub(super) struct StoredReply {
     /// Hash of the request's `Updates`; a retry must match it.
     pub(super) fingerprint: u64,
-    pub(super) body: Vec<u8>,
+    /// Shared with the response that first carried it: storing it copies nothing.
+    pub(super) body: Bytes,
 }
 
 /// One execution and everything held for it.
@@ -63,7 +67,7 @@ pub(super) struct Execution {
     pub(super) current_token: Option<String>,
     pub(super) completed: bool,
     pub(super) ops: Vec<Op>,
-    pub(super) index: HashMap<String, usize>,
+    pub(super) index: IdMap<usize>,
     pub(super) applied: Vec<AppliedUpdate>,
     pub(super) checkpoint_calls: u64,
     pub(super) applied_checkpoints: u64,
@@ -100,7 +104,7 @@ impl Execution {
             current_token: Some(token),
             completed: false,
             ops: vec![exec_op],
-            index: HashMap::from([(exec_op_id, 0)]),
+            index: IdMap::from_iter([(exec_op_id, 0)]),
             applied: Vec::new(),
             checkpoint_calls: 0,
             applied_checkpoints: 0,

@@ -199,8 +199,8 @@ async fn get_state(store: &Store, arn: &str, query: &StateQuery) -> Response {
     }
 }
 
-fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(bytes));
+fn json_response(status: StatusCode, bytes: impl Into<Body>) -> Response {
+    let mut response = Response::new(bytes.into());
     *response.status_mut() = status;
     let _previous = response
         .headers_mut()

@@ -97,6 +97,7 @@ mod checkpoint;
 mod error;
 mod execution;
 mod faults;
+mod hash;
 mod http;
 mod operation;
 mod paging;

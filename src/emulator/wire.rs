@@ -26,8 +26,9 @@ pub(crate) struct CheckpointRequest {
     pub(crate) updates: Option<Vec<OperationUpdate>>,
 }
 
-/// One `OperationUpdate` as sent by the SDK.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One `OperationUpdate` as sent by the SDK. `Hash` fingerprints a request's updates (see
+/// `checkpoint::fingerprint`).
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct OperationUpdate {
     pub(crate) id: Option<String>,
@@ -50,25 +51,25 @@ pub(crate) struct OperationUpdate {
     pub(crate) chained_invoke_options: Option<ChainedInvokeOptions>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ContextOptions {
     pub(crate) replay_children: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct StepOptions {
     pub(crate) next_attempt_delay_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct WaitOptions {
     pub(crate) wait_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 #[allow(
     dead_code,
@@ -79,7 +80,7 @@ pub(crate) struct CallbackOptions {
     pub(crate) heartbeat_timeout_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ChainedInvokeOptions {
     /// Required on a START (`rules`).
