@@ -17,7 +17,6 @@ mod backend;
 mod batcher;
 mod config;
 mod error;
-mod hash;
 mod limits;
 mod redact;
 mod retry;

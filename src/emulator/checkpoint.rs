@@ -15,14 +15,13 @@
 //! - Every call to a known execution counts in `checkpoint_calls` and in exactly one
 //!   of applied, replayed, rejected or faulted.
 
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use axum::body::Bytes;
 
 use super::error::ApiError;
 use super::execution::{Execution, StoredReply};
 use super::faults::Roll;
-use super::hash::WordHasher;
 use super::operation::{Op, now_secs, secs_after};
 use super::paging::{self, Marker};
 use super::rules::{self, Action, EmulatorLimits, OpType, Status, ValidUpdate};
@@ -347,9 +346,8 @@ fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest, ApiError> {
 /// Identifies a request's `Updates` as parsed (members the emulator does not know are not
 /// part of it), to tell a retry from a different request.
 fn fingerprint(updates: Option<&[wire::OperationUpdate]>) -> u64 {
-    let mut h = WordHasher::default();
-    updates.hash(&mut h);
-    h.finish()
+    // Fixed, not random: the fingerprint is stored and compared across calls.
+    foldhash::quality::FixedState::default().hash_one(updates)
 }
 
 fn bad_body(what: &str, err: &serde_json::Error) -> ApiError {

@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 
 use super::error::{ApiError, EmulatorError};
-use super::hash::IdMap;
 use super::operation::{Op, now_secs, secs_to_millis};
 use super::paging::{self, Marker};
 use super::rules::{OpType, OpView, Status};
@@ -57,6 +56,10 @@ pub(super) struct StoredReply {
     /// Shared with the response that first carried it: storing it copies nothing.
     pub(super) body: Bytes,
 }
+
+/// A map keyed by operation Id. Its fast hash does not resist crafted collisions, which would
+/// only slow down the emulator that the client itself drives, on a test machine.
+pub(super) type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// One execution and everything held for it.
 #[derive(Debug)]

@@ -97,7 +97,6 @@ mod checkpoint;
 mod error;
 mod execution;
 mod faults;
-mod hash;
 mod http;
 mod operation;
 mod paging;
