@@ -150,6 +150,10 @@ impl fmt::Display for Outcome {
 pub struct Answer {
     pub outcome: Outcome,
     pub raw: String,
+    /// A refusal's message (empty for a 200): read by the known differences, which check
+    /// that this crate refused for the update they explain (its message names the update's
+    /// index and the rule); never compared between the servers.
+    pub message: String,
     /// For a refusal: the `X-Amzn-ErrorType` header and the body's `Type`, as sent.
     pub error_shape: Option<ErrorShape>,
 }
@@ -309,7 +313,8 @@ impl Side {
             let message = body["message"]
                 .as_str()
                 .or_else(|| body["Message"].as_str())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .to_owned();
             let stale = message
                 .to_ascii_lowercase()
                 .starts_with("invalid checkpoint token");
@@ -320,6 +325,7 @@ impl Side {
                     stale,
                 },
                 raw,
+                message,
                 error_shape: Some(ErrorShape {
                     header: resp.header("x-amzn-errortype").map(str::to_owned),
                     body_type: body["Type"].as_str().map(str::to_owned),
@@ -360,6 +366,7 @@ impl Side {
         Answer {
             outcome,
             raw,
+            message: String::new(),
             error_shape: None,
         }
     }

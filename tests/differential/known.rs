@@ -69,6 +69,71 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// The update this crate refused the request for, when it names one: its message reads
+    /// `update <index> (id "<Id>"): <rule>: <detail>` (or `update <index>: ...` without an Id),
+    /// and `rule` is the rule's short name as the emulator writes it. `None` when this crate's
+    /// refusal names another rule or no update.
+    fn refused_update(&self, rule: &str) -> Option<usize> {
+        let (index, after) = self.refusal()?;
+        after
+            .strip_prefix(rule)
+            .is_some_and(|tail| tail.starts_with(": "))
+            .then_some(index)
+    }
+
+    /// This crate's refusal message of this request, empty when it did not refuse.
+    fn message(&self) -> &str {
+        self.ours
+            .answers
+            .get(self.index)
+            .map_or("", |a| a.message.as_str())
+    }
+
+    /// The index of the update this crate refused for, and its message from the rule on.
+    fn refusal(&self) -> Option<(usize, &str)> {
+        let message = self.message();
+        let rest = message.strip_prefix("update ")?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let index = rest[..digits].parse().ok()?;
+        let after = &rest[digits..];
+        let after = match after.strip_prefix(" (id ") {
+            // The Id is quoted as Rust's Debug writes it; the rule follows its `): `.
+            Some(quoted) => &quoted[quoted.find("): ")? + 3..],
+            None => after.strip_prefix(": ")?,
+        };
+        Some((index, after))
+    }
+
+    /// Whether this crate refused the request for update `i` of `req`, under `rule`, and `i`
+    /// satisfies `explains`: the entry then explains the very update this crate refused,
+    /// not merely some update of the request.
+    fn refused_for(
+        &self,
+        req: &Request,
+        rule: &str,
+        explains: impl Fn(&[Value], usize) -> bool,
+    ) -> bool {
+        let ups = req.update_list();
+        self.refused_update(rule)
+            .is_some_and(|i| i < ups.len() && explains(ups, i))
+    }
+}
+
+/// The emulator's short names of the rules the entries explain (`src/emulator/rules.rs`).
+mod rule {
+    pub const TRANSITION: &str = "illegal status transition";
+    pub const ID_FORMAT: &str = "id format";
+    pub const NAME_TOO_LONG: &str = "name too long";
+    pub const SUBTYPE_TOO_LONG: &str = "subtype too long";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload too large";
+    pub const OUTCOME: &str = "a SUCCEED carries no Error and a FAIL no Payload";
+    pub const INCONSISTENT: &str = "differs from the operation";
+    pub const MISSING_OPTIONS: &str = "required options missing";
+    /// The one refusal of the whole request that names no update.
+    pub const CLIENT_TOKEN: &str = "client token format: ";
+}
+
 fn applied(outcome: &Outcome) -> bool {
     matches!(outcome.chain(), Some(Chain::New) | Some(Chain::Absent))
 }
@@ -131,24 +196,80 @@ fn started_earlier(updates: &[Value], i: usize) -> bool {
         .any(|u| str_of(u, "Id") == id && str_of(u, "Action") == Some("START"))
 }
 
-/// Whether `u`, the end of an operation started by an update in `before`, breaks a rule the
-/// runner checks only against stored operations: a SUCCEED with an Error, a FAIL with a Payload,
-/// a RETRY without StepOptions, or a ParentId, Name or SubType other than the START's.
-fn breaks_an_end_rule(u: &Value, before: &[Value]) -> bool {
-    let Some(start) = before
+/// The rule `u`, the end of an operation started by an update in `before`, breaks among those
+/// the runner checks only against stored operations, as this crate names it: a ParentId, Name
+/// or SubType other than the START's; a STEP SUCCEED with an Error or FAIL with a Payload (a
+/// CONTEXT's the runner refuses in the same request too); a RETRY without
+/// `StepOptions.NextAttemptDelaySeconds`. In this crate's order of checks, so that the rule
+/// named is the one it refuses for.
+fn breaks_an_end_rule(u: &Value, before: &[Value]) -> Option<&'static str> {
+    let start = before
         .iter()
         .rev()
-        .find(|b| str_of(b, "Id") == str_of(u, "Id") && str_of(b, "Action") == Some("START"))
-    else {
-        return false;
-    };
+        .find(|b| str_of(b, "Id") == str_of(u, "Id") && str_of(b, "Action") == Some("START"))?;
     let differs = |key: &str| str_of(u, key).is_some_and(|v| str_of(start, key) != Some(v));
-    match str_of(u, "Action") {
-        Some("SUCCEED") if u.get("Error").is_some() => true,
-        Some("FAIL") if u.get("Payload").is_some() => true,
-        Some("RETRY") if u.get("StepOptions").is_none() => true,
-        _ => differs("ParentId") || differs("Name") || differs("SubType"),
+    if differs("ParentId") || differs("Name") || differs("SubType") {
+        return Some(rule::INCONSISTENT);
     }
+    let step = str_of(u, "Type") == Some("STEP");
+    match str_of(u, "Action") {
+        Some("SUCCEED") if step && u.get("Error").is_some() => Some(rule::OUTCOME),
+        Some("FAIL") if step && u.get("Payload").is_some() => Some(rule::OUTCOME),
+        Some("RETRY") if u["StepOptions"]["NextAttemptDelaySeconds"].is_null() => {
+            Some(rule::MISSING_OPTIONS)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `u` is a SUCCEED with a non-empty Error or a FAIL with a Payload: the runner
+/// refuses those of a CONTEXT whether or not the CONTEXT exists.
+fn misplaced_outcome(u: &Value) -> bool {
+    match str_of(u, "Action") {
+        Some("SUCCEED") => u.get("Error").is_some_and(|e| !is_empty_object(e)),
+        Some("FAIL") => u.get("Payload").is_some(),
+        _ => false,
+    }
+}
+
+fn is_empty_object(v: &Value) -> bool {
+    v.as_object().is_some_and(serde_json::Map::is_empty)
+}
+
+/// The account the differential test's runner starts its executions in.
+const RUNNER_ACCOUNT: &str = "123456789012";
+
+/// Whether `u` is a CHAINED_INVOKE START the runner refuses for its options: a `FunctionName`
+/// that is no function name or ARN (or an ARN without its region or account), one in another
+/// account, or a `TenantId` outside 1-256 characters of `[a-zA-Z0-9._:/=+\-@ ]`. Written for
+/// the forms the generator makes, not a full copy of the runner's grammar.
+fn invoke_options_refused_by_runner(u: &Value) -> bool {
+    if str_of(u, "Type") != Some("CHAINED_INVOKE") || str_of(u, "Action") != Some("START") {
+        return false;
+    }
+    let options = &u["ChainedInvokeOptions"];
+    let bad_name = options["FunctionName"].as_str().is_some_and(|name| {
+        let parts: Vec<&str> = name.split(':').collect();
+        let chars_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:$".contains(&b));
+        let arn = name.starts_with("arn:");
+        !chars_ok
+            || (arn && parts.len() < 7)
+            || parts.iter().any(|p| {
+                p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) && *p != RUNNER_ACCOUNT
+            })
+    });
+    let bad_tenant = options.get("TenantId").is_some_and(|t| {
+        t.as_str().is_none_or(|t| {
+            !(1..=256).contains(&t.len())
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:/=+-@ ".contains(&b))
+        })
+    });
+    bad_name || bad_tenant
 }
 
 /// Whether the Id of update `i` comes again later in the request (the runner refuses the
@@ -200,14 +321,18 @@ pub const KNOWN: &[Known] = &[
         reason: "the runner skips its transition checks for an operation that does not exist yet; \
                  the service refuses a SUCCEED, FAIL or RETRY of an operation never started (rule 5)",
         applies: |req, ctx, ours| {
-            let ups = req.update_list();
             ours_refused(ours)
-                && ups.iter().enumerate().any(|(i, u)| {
-                    matches!(str_of(u, "Type"), Some("STEP" | "CONTEXT"))
+                && ctx.refused_for(req, rule::TRANSITION, |ups, i| {
+                    let u = &ups[i];
+                    let ty = str_of(u, "Type");
+                    matches!(ty, Some("STEP" | "CONTEXT"))
                         && matches!(str_of(u, "Action"), Some("SUCCEED" | "FAIL" | "RETRY"))
                         && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_none())
                         && !started_earlier(ups, i)
                         && !repeated_later(ups, i)
+                        // The runner refuses a CONTEXT's misplaced Error or Payload even when
+                        // the CONTEXT does not exist.
+                        && !(ty == Some("CONTEXT") && misplaced_outcome(u))
                 })
         },
         shows: |runner, _, _| runner_applied(runner),
@@ -219,12 +344,11 @@ pub const KNOWN: &[Known] = &[
             "Id with a space, an empty or 65-character Id; long Name or SubType",
         ),
         reason: "the runner checks no Id format; the API model's OperationId is 1-64 characters of [a-zA-Z0-9_-]",
-        applies: |req, _, ours| {
+        applies: |req, ctx, ours| {
             ours_refused(ours)
-                && req
-                    .update_list()
-                    .iter()
-                    .any(|u| str_of(u, "Id").is_some_and(|id| id != "$EXEC" && !is_valid_id(id)))
+                && ctx.refused_for(req, rule::ID_FORMAT, |ups, i| {
+                    str_of(&ups[i], "Id").is_some_and(|id| id != "$EXEC" && !is_valid_id(id))
+                })
         },
         shows: |runner, _, _| runner_applied(runner),
         diverges: true,
@@ -235,12 +359,13 @@ pub const KNOWN: &[Known] = &[
             "Id with a space, an empty or 65-character Id; long Name or SubType",
         ),
         reason: "the runner checks no Name or SubType length; the API model allows 256 and 32 characters",
-        applies: |req, _, ours| {
+        applies: |req, ctx, ours| {
             ours_refused(ours)
-                && req.update_list().iter().any(|u| {
-                    str_of(u, "Name").is_some_and(|n| n.chars().count() > 256)
-                        || str_of(u, "SubType").is_some_and(|s| s.chars().count() > 32)
-                })
+                && (ctx.refused_for(req, rule::NAME_TOO_LONG, |ups, i| {
+                    str_of(&ups[i], "Name").is_some_and(|n| n.chars().count() > 256)
+                }) || ctx.refused_for(req, rule::SUBTYPE_TOO_LONG, |ups, i| {
+                    str_of(&ups[i], "SubType").is_some_and(|s| s.chars().count() > 32)
+                }))
         },
         shows: |runner, _, _| runner_applied(runner),
         diverges: true,
@@ -249,8 +374,10 @@ pub const KNOWN: &[Known] = &[
         name: "ClientToken outside the model's pattern",
         standing: Standing::Deliberate("ClientToken is 1 to 64 characters"),
         reason: "the runner checks no ClientToken format; the API model's ClientToken is 1-64 characters of [\\x21-\\x7E]",
-        applies: |req, _, ours| {
+        applies: |req, ctx, ours| {
+            // Checked before any update: the refusal names the rule and no update.
             ours_refused(ours)
+                && ctx.message().starts_with(rule::CLIENT_TOKEN)
                 && req
                     .client_token()
                     .is_some_and(|ct| !is_valid_client_token(ct))
@@ -262,9 +389,10 @@ pub const KNOWN: &[Known] = &[
         name: "payload over the service's limit",
         standing: Standing::Deliberate("payload over 1 MiB (6 MiB for an EXECUTION)"),
         reason: "the runner caps no payload but a chained invoke's; the service takes 1 MiB, 6 MiB for an EXECUTION result",
-        applies: |req, _, ours| {
+        applies: |req, ctx, ours| {
             ours_refused(ours)
-                && req.update_list().iter().any(|u| {
+                && ctx.refused_for(req, rule::PAYLOAD_TOO_LARGE, |ups, i| {
+                    let u = &ups[i];
                     let limit = if str_of(u, "Type") == Some("EXECUTION") {
                         6 << 20
                     } else {
@@ -402,13 +530,47 @@ pub const KNOWN: &[Known] = &[
         applies: |req, ctx, ours| {
             let ups = req.update_list();
             ours_refused(ours)
-                && ups.iter().enumerate().any(|(i, u)| {
-                    started_earlier(ups, i)
-                        && str_of(u, "Id").is_some_and(|id| ctx.op(id).is_none())
-                        && breaks_an_end_rule(u, &ups[..i])
+                && ctx.refusal().is_some_and(|(i, after)| {
+                    i < ups.len()
+                        && started_earlier(ups, i)
+                        && str_of(&ups[i], "Id").is_some_and(|id| ctx.op(id).is_none())
+                        && breaks_an_end_rule(&ups[i], &ups[..i])
+                            .is_some_and(|rule| after.starts_with(&format!("{rule}: ")))
                 })
         },
         shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "SUCCEED carrying an empty Error",
+        standing: Standing::Deliberate("a `SUCCEED` carrying an empty `Error` (`{}`)"),
+        reason: "the runner reads an empty Error object as none; the API model's ErrorObject has no required \
+                 member, so {} is an error object, and a SUCCEED carries none",
+        applies: |req, ctx, ours| {
+            ours_refused(ours)
+                && ctx.refused_for(req, rule::OUTCOME, |ups, i| {
+                    str_of(&ups[i], "Action") == Some("SUCCEED")
+                        && ups[i].get("Error").is_some_and(is_empty_object)
+                })
+        },
+        shows: |runner, _, _| runner_applied(runner),
+        diverges: true,
+    },
+    Known {
+        name: "CHAINED_INVOKE START with a malformed target or TenantId",
+        standing: Standing::Deliberate(
+            "a CHAINED_INVOKE `FunctionName` that is not a function name or ARN, or names another account or region; a malformed `TenantId`",
+        ),
+        reason: "the runner checks the options' formats and that the target is in the execution's account; \
+                 this crate checks only the presence the API model requires",
+        applies: |req, _, ours| {
+            ours.accepted()
+                && req
+                    .update_list()
+                    .iter()
+                    .any(invoke_options_refused_by_runner)
+        },
+        shows: |runner, _, _| runner_refused(runner),
         diverges: true,
     },
     Known {
