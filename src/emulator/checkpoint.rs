@@ -15,6 +15,7 @@
 //! - Every call to a known execution counts in `checkpoint_calls` and in exactly one
 //!   of applied, replayed, rejected or faulted.
 
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use axum::body::Bytes;
@@ -167,11 +168,14 @@ fn process(
 
     let checkpoint = exec.applied_checkpoints.saturating_add(1);
     let now = now_secs();
+    // The operations changed, in first-change order; `listed` keeps the order linear in the
+    // request's size (a request may carry over 100,000 updates).
     let mut changed: Vec<usize> = Vec::new();
+    let mut listed: HashSet<usize> = HashSet::new();
     let mut callback_rng = fastrand::Rng::with_seed(callback_seed);
     for update in &valid {
         let idx = apply_update(exec, update, now, &mut callback_rng);
-        if !changed.contains(&idx) {
+        if listed.insert(idx) {
             changed.push(idx);
         }
         exec.applied.push(AppliedUpdate {
@@ -189,7 +193,7 @@ fn process(
         });
     }
     for idx in std::mem::take(&mut exec.service_changes) {
-        if !changed.contains(&idx) {
+        if listed.insert(idx) {
             changed.push(idx);
         }
     }
@@ -211,7 +215,9 @@ fn process(
         tag,
         offset: 0,
     };
-    // Cut by the page size only: a checkpoint's answer is not byte-capped.
+    // Cut by the page size only: a checkpoint's answer is not byte-capped. An answer that ends
+    // the chain carries no token to read further pages with, so it holds every change.
+    let page_size = if completes { usize::MAX } else { page_size };
     let new_execution_state = paging::page(&exec.ops, &changed, first, page_size, usize::MAX);
     if new_execution_state.next_marker.is_some() {
         let _previous = exec.paged_changes.insert(checkpoint, changed);
@@ -263,7 +269,8 @@ fn apply_update(
     if op.sub_type.is_none() {
         op.sub_type = wire.sub_type.clone();
     }
-    if wire.payload.is_some() {
+    // The EXECUTION operation's payload is the execution's input: its result goes to `result`.
+    if wire.payload.is_some() && update.op_type != OpType::Execution {
         op.payload = wire.payload.clone();
     }
     op.status = update.to;

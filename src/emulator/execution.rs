@@ -256,7 +256,8 @@ impl Execution {
         }
         op.status = status;
         op.end_ts = Some(now_secs());
-        op.payload = result;
+        // The input stays: the EXECUTION operation's payload is what the execution started with.
+        op.result = result;
         op.error = error;
         op.history.push(format!("invocation:{}", status.as_str()));
         self.completed = true;

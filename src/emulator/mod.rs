@@ -31,8 +31,10 @@
 //!   checkpoint, empty ones included, consumes it and answers a new one; a refused
 //!   request leaves it valid. A stale, unknown or revoked token is answered 400
 //!   `InvalidParameterValueException` with a message starting `Invalid checkpoint
-//!   token`, and so is an empty one, or a state read without one. After an EXECUTION SUCCEED or FAIL the answer carries no token and every
-//!   later call gets that 400.
+//!   token`, and so is an empty one, or a state read without one. After an EXECUTION
+//!   SUCCEED or FAIL the answer carries no token (and holds every change, unpaged: no
+//!   page could be read without one), and every later call gets that 400, but for a
+//!   retry of the completing call itself, which gets its stored answer (below).
 //! - **Idempotency.** A request with the same `ClientToken` and the same inbound token
 //!   as an applied one gets the stored answer again, byte for byte, and nothing is
 //!   applied twice. The same pair with different `Updates` is refused with 400. Records
@@ -42,7 +44,8 @@
 //!   400 whose message names the update index, its Id and the rule.
 //! - **Paging.** `NewExecutionState.Operations` lists the operations the checkpoint
 //!   changed (current state of each) plus those the service changed since the last
-//!   checkpoint ([`Emulator::complete_operation`]), in first-change order, at most
+//!   checkpoint ([`Emulator::complete_operation`]), the checkpoint's own first (in the
+//!   order of their first update) and the service's after them, at most
 //!   [`EmulatorBuilder::page_size`]; past that it answers `NextMarker`, to be fetched
 //!   with `GetDurableExecutionState` and the new token. That call pages all operations
 //!   (creation order) by `Marker` and `MaxItems` (absent or 0: 100; 1–1000; else 400),

@@ -173,7 +173,9 @@ pub(crate) fn parse_max_items(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         return Ok(DEFAULT_MAX_ITEMS);
     };
-    match raw.parse::<usize>() {
+    // Digits only: `parse` would also take a leading `+`.
+    let digits = raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<usize>().ok().filter(|_| digits).ok_or(()) {
         Ok(0) => Ok(DEFAULT_MAX_ITEMS),
         Ok(n) if n <= MAX_MAX_ITEMS => Ok(n),
         _ => Err(ApiError::InvalidParameter(format!(

@@ -595,7 +595,15 @@ where
         // The service does not check an EXECUTION update's Id: the official SDKs send an
         // oversized result under an Id of their own (docs/PROTOCOL.md, "Request rules"). The
         // update applies to the execution's own operation whatever it names.
+        let sent_id = id;
         let id = if op_type == OpType::Execution {
+            // Its own Id still counts once per request (rule 3), as the runner checks it.
+            if seen.contains_key(sent_id) {
+                return Err(fail(
+                    Rule::DuplicateId,
+                    "the EXECUTION update repeats the Id of an earlier update".to_owned(),
+                ));
+            }
             execution_op_id
         } else {
             id
@@ -628,7 +636,10 @@ where
                     ),
                 ));
             }
-            if let Some(detail) = inconsistency(update, &current) {
+            // An EXECUTION update under an Id of its own names no stored operation to be
+            // consistent with (the runner compares only an operation stored under that Id).
+            let compared = op_type != OpType::Execution || sent_id == execution_op_id;
+            if let Some(detail) = compared.then(|| inconsistency(update, &current)).flatten() {
                 return Err(fail(Rule::Inconsistent, detail));
             }
         }

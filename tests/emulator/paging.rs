@@ -90,7 +90,8 @@ async fn get_state_pages_all_operations_and_bounds_max_items() {
             .json();
         assert_eq!(rest["Operations"].as_array().unwrap().len(), 51);
     }
-    for bad in ["1001", "-1", "abc", "99999999999999999999999"] {
+    // `%2B1` is `+1`: digits only.
+    for bad in ["1001", "-1", "abc", "99999999999999999999999", "%2B1"] {
         let r = request(addr, "GET", &state_path(&arn, &t1, None, Some(bad)), b"").await;
         assert_eq!(r.status, 400, "MaxItems {bad} is out of range");
     }
@@ -108,7 +109,7 @@ async fn get_state_pages_all_operations_and_bounds_max_items() {
         let r = request(addr, "GET", &state_path(&arn, &t1, Some(&bad), None), b"").await;
         assert_eq!(r.status, 400, "marker {bad:?} must be refused");
     }
-    assert_eq!(snapshot(&emu, &arn).state_calls, 17);
+    assert_eq!(snapshot(&emu, &arn).state_calls, 18);
 }
 
 /// A state page (and an invocation event) holds at most 5 MiB of operations, counted as the
@@ -295,4 +296,25 @@ async fn with_steps(emu: &Emulator, name: &str, n: usize) -> (String, String) {
         .token()
         .expect("the checkpoint is applied");
     (arn, token)
+}
+
+/// A checkpoint that completes the execution answers without a token, so no page could be read
+/// after it: its answer holds every change, whatever the page size.
+#[tokio::test]
+async fn the_answer_that_completes_the_execution_is_never_paged() {
+    let emu = Emulator::builder().page_size(2).start().await.unwrap();
+    let (arn, t0) = emu.start_execution("done");
+    let done = with(up("result", "EXECUTION", "SUCCEED"), "Payload", json!("1"));
+    let updates = json!([
+        up("s1", "STEP", "START"),
+        up("s2", "STEP", "START"),
+        up("s3", "STEP", "START"),
+        done
+    ]);
+    let r = checkpoint(&emu, &arn, &t0, None, updates).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.token(), None);
+    let state = &r.json()["NewExecutionState"];
+    assert!(state.get("NextMarker").is_none(), "{state}");
+    assert_eq!(state["Operations"].as_array().unwrap().len(), 4);
 }

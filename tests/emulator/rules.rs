@@ -818,3 +818,82 @@ async fn a_handlers_answer_completes_the_execution_as_the_service_would() {
             .is_err()
     );
 }
+
+/// The EXECUTION operation keeps the input it started with: its result, from a checkpoint or
+/// from the handler's answer, is held as its result, and the event shows the input.
+#[tokio::test]
+async fn completing_an_execution_keeps_its_input_and_holds_its_result() {
+    let emu = default_emulator().await;
+    for by_checkpoint in [true, false] {
+        let (arn, t0) = emu.start_execution_with_input("kept", Some(r#"{"input":1}"#));
+        let exec_id = snapshot(&emu, &arn).execution_operation_id;
+        if by_checkpoint {
+            let done = with(
+                up("execution-result-1", "EXECUTION", "SUCCEED"),
+                "Payload",
+                json!("\"the result\""),
+            );
+            let r = checkpoint(&emu, &arn, &t0, None, json!([done])).await;
+            assert_eq!(r.status, 200, "{:?}", r.json());
+            let answered = &r.json()["NewExecutionState"]["Operations"][0];
+            assert_eq!(
+                answered["ExecutionDetails"]["InputPayload"], r#"{"input":1}"#,
+                "the answer shows the input, not the result"
+            );
+        } else {
+            emu.finish_invocation(
+                &arn,
+                &json!({"Status": "SUCCEEDED", "Result": "\"the result\""}),
+            )
+            .unwrap();
+        }
+        let held = snapshot(&emu, &arn);
+        let execution = held.operation(&exec_id).unwrap();
+        assert_eq!(
+            execution.payload.as_deref(),
+            Some(r#"{"input":1}"#),
+            "by checkpoint: {by_checkpoint}"
+        );
+        assert_eq!(
+            execution.result.as_deref(),
+            Some("\"the result\""),
+            "by checkpoint: {by_checkpoint}"
+        );
+    }
+}
+
+/// An EXECUTION update's own Id counts once per request, as every Id does; under an Id of its
+/// own it names no stored operation, so its Name is not compared with the execution's.
+#[tokio::test]
+async fn an_execution_update_repeating_an_id_is_refused_and_its_own_id_is_not_compared() {
+    let emu = default_emulator().await;
+    let (arn, t0) = emu.start_execution("ids");
+    let wait = with(
+        up("x1", "WAIT", "START"),
+        "WaitOptions",
+        json!({"WaitSeconds": 60}),
+    );
+    let done = with(up("x1", "EXECUTION", "SUCCEED"), "Payload", json!("1"));
+    assert_refused(
+        &emu,
+        &arn,
+        &t0,
+        None,
+        json!([wait, done]),
+        &["update 1", "repeats the Id"],
+        "EXECUTION update under an earlier update's Id",
+    )
+    .await;
+    let named = with(
+        with(
+            up("execution-result-1", "EXECUTION", "SUCCEED"),
+            "Payload",
+            json!("1"),
+        ),
+        "Name",
+        json!("other"),
+    );
+    let r = checkpoint(&emu, &arn, &t0, None, json!([named])).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(snapshot(&emu, &arn).completed);
+}
