@@ -163,7 +163,8 @@ impl Gen {
             50..=57 => self.state_read(),
             58..=61 => self.replay_last(),
             62..=64 => self.complete_execution(Vec::new()),
-            65..=89 => self.break_agreed(),
+            65..=85 => self.break_agreed(),
+            86..=89 => self.break_more(),
             90..=95 => self.break_lenient(),
             _ => self.break_shared_rule(),
         }
@@ -1013,6 +1014,152 @@ impl Gen {
             },
         };
         self.checkpoint(updates, false);
+    }
+}
+
+impl Gen {
+    /// Further rules, by operation type: actions a type does not take, options at their
+    /// edges, a CONTEXT's misplaced outcome, an EXECUTION update under a repeated or foreign
+    /// Id, and where the runner reads an empty `Error` or an invoke's options differently.
+    fn break_more(&mut self) {
+        let a = self.fresh_id("s");
+        let contexts = self.ops_where(|op| op.op_type == "CONTEXT" && op.status == "STARTED");
+        let closable =
+            self.ops_where(|op| matches!(op.op_type, "STEP" | "CONTEXT") && op.status == "STARTED");
+        let waits = self.ops_where(|op| op.op_type == "WAIT" && op.status == "STARTED");
+        let updates = match self.rng.u32(..12) {
+            // Actions a type does not take: both refuse.
+            0 => vec![update(&a, "CHAINED_INVOKE", "CANCEL")],
+            1 => match self.pick(&contexts) {
+                Some(op) => {
+                    let action = if self.rng.bool() { "RETRY" } else { "CANCEL" };
+                    let mut u = op.update(action);
+                    if action == "RETRY" {
+                        u["StepOptions"] = json!({"NextAttemptDelaySeconds": 3600});
+                    }
+                    vec![u]
+                }
+                None => vec![update(&a, "CONTEXT", "CANCEL")],
+            },
+            2 => match self.pick(&waits) {
+                Some(op) if self.rng.bool() => vec![op.update("FAIL")],
+                Some(op) => vec![with(
+                    op.update("RETRY"),
+                    "StepOptions",
+                    json!({"NextAttemptDelaySeconds": 3600}),
+                )],
+                None => vec![update(&a, "WAIT", "FAIL")],
+            },
+            3 => {
+                let action = if self.rng.bool() { "RETRY" } else { "CANCEL" };
+                vec![update("$EXEC", "EXECUTION", action)]
+            }
+            // A CONTEXT's misplaced outcome, started in this request or never: both refuse.
+            4 => {
+                let c = self.fresh_id("c");
+                let end = if self.rng.bool() {
+                    with(
+                        update(&c, "CONTEXT", "SUCCEED"),
+                        "Error",
+                        json!({"ErrorType": "E"}),
+                    )
+                } else {
+                    with(update(&c, "CONTEXT", "FAIL"), "Payload", json!("\"p\""))
+                };
+                if self.rng.bool() {
+                    vec![update(&c, "CONTEXT", "START"), end]
+                } else {
+                    vec![end]
+                }
+            }
+            // An EXECUTION update repeating an earlier update's Id: both refuse.
+            5 => {
+                let x = self.fresh_id("x");
+                vec![
+                    with(
+                        update(&x, "WAIT", "START"),
+                        "WaitOptions",
+                        json!({"WaitSeconds": 3600}),
+                    ),
+                    update(&x, "EXECUTION", "SUCCEED"),
+                ]
+            }
+            // A WAIT of no time, asked for with an empty WaitOptions or a negative
+            // WaitSeconds: both complete it within the request.
+            6 => {
+                let w = self.fresh_id("w");
+                let options = if self.rng.bool() {
+                    json!({})
+                } else {
+                    json!({"WaitSeconds": -(self.rng.i64(1..=3600))})
+                };
+                self.ops.push(Op {
+                    id: w.clone(),
+                    op_type: "WAIT",
+                    status: "SUCCEEDED",
+                    parent: None,
+                    name: None,
+                    sub_type: None,
+                });
+                return self.checkpoint(
+                    vec![with(update(&w, "WAIT", "START"), "WaitOptions", options)],
+                    true,
+                );
+            }
+            // An EXECUTION completion under an Id of its own, naming a Name: both complete
+            // the execution (the Name is compared only with an operation of that Id).
+            7 => {
+                let u = with(
+                    update("execution-result-1", "EXECUTION", "SUCCEED"),
+                    "Name",
+                    json!("other"),
+                );
+                return self.complete_with(u);
+            }
+            // A SUCCEED with an empty Error: the runner applies, this crate refuses.
+            8 => match self.pick(&closable) {
+                Some(op) if self.rng.bool() => {
+                    return self.last_checkpoint(vec![with(
+                        op.update("SUCCEED"),
+                        "Error",
+                        json!({}),
+                    )]);
+                }
+                _ => {
+                    let ty = if self.rng.bool() { "STEP" } else { "CONTEXT" };
+                    return self.last_checkpoint(vec![
+                        update(&a, ty, "START"),
+                        with(update(&a, ty, "SUCCEED"), "Error", json!({})),
+                    ]);
+                }
+            },
+            // A CHAINED_INVOKE whose options the runner refuses and this crate applies.
+            9 => {
+                let i = self.fresh_id("i");
+                let options = match self.rng.u32(..5) {
+                    0 => json!({"FunctionName": "not a function!"}),
+                    1 => json!({"FunctionName": "arn:aws:lambda:us-east-1:function:f"}),
+                    2 => {
+                        json!({"FunctionName": "arn:aws:lambda:us-east-1:999999999999:function:f"})
+                    }
+                    3 => json!({"FunctionName": "f", "TenantId": ""}),
+                    _ => json!({"FunctionName": "f", "TenantId": "bad#tenant"}),
+                };
+                return self.last_checkpoint(vec![with(
+                    update(&i, "CHAINED_INVOKE", "START"),
+                    "ChainedInvokeOptions",
+                    options,
+                )]);
+            }
+            _ => return self.valid_batch(),
+        };
+        self.checkpoint(updates, false);
+    }
+
+    /// Completes the execution with `u`, a checkpoint both servers apply.
+    fn complete_with(&mut self, u: Value) {
+        self.checkpoint(vec![u], true);
+        self.completed = true;
     }
 }
 

@@ -325,6 +325,13 @@ async fn seeded_sequences_agree_with_the_local_runner() {
     let seed = env_number("DIFFERENTIAL_SEED").unwrap_or(DEFAULT_SEED);
     let count = env_number("DIFFERENTIAL_SEQUENCES").map_or(DEFAULT_SEQUENCES, |n| n as usize);
     let only = env_number("DIFFERENTIAL_ONLY").map(|n| n as usize);
+    if let Some(only) = only {
+        assert!(
+            only < count,
+            "DIFFERENTIAL_ONLY={only} names no sequence: a run has sequences 0 to {} (DIFFERENTIAL_SEQUENCES={count})",
+            count.saturating_sub(1)
+        );
+    }
     let sequences: Vec<(usize, Sequence)> = (0..count)
         .filter(|n| only.is_none_or(|only| only == *n))
         .map(|n| {
