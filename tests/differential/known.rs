@@ -661,3 +661,158 @@ pub const KNOWN: &[Known] = &[
         diverges: true,
     },
 ];
+
+/// The predicates against answers made up here, without either server: an entry explains the
+/// update this crate refused for, and no other update of the same request.
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::drive::Answer;
+    use crate::sequence::{TokenRef, Updates};
+
+    fn checkpoint(updates: Vec<Value>) -> Request {
+        Request::Checkpoint {
+            token: TokenRef::Current,
+            client_token: None,
+            updates: Updates::List(updates),
+            unknown_arn: false,
+        }
+    }
+
+    fn refused() -> Outcome {
+        Outcome::Refused {
+            status: 400,
+            error_type: "InvalidParameterValueException".to_owned(),
+            stale: false,
+        }
+    }
+
+    /// The names of the entries that apply to `req`, the first request of a sequence, when
+    /// this crate refuses it with `message` (written as the emulator writes its refusals).
+    fn applying(req: &Request, message: &str) -> Vec<&'static str> {
+        let mut ours = Side::new(
+            "127.0.0.1:9".parse().unwrap(),
+            "arn".to_owned(),
+            "t0".to_owned(),
+            "exec".to_owned(),
+            true,
+        );
+        ours.sent.push(Some("t0".to_owned()));
+        ours.answers.push(Answer {
+            outcome: refused(),
+            raw: String::new(),
+            message: message.to_owned(),
+            error_shape: None,
+        });
+        let requests = vec![req.clone()];
+        let ctx = Ctx {
+            index: 0,
+            requests: &requests,
+            ours: &ours,
+            ops_before: &[],
+        };
+        KNOWN
+            .iter()
+            .filter(|k| (k.applies)(req, &ctx, &refused()))
+            .map(|k| k.name)
+            .collect()
+    }
+
+    const OUTCOME_AT_0: &str = "update 0 (id \"s1\"): a SUCCEED carries no Error and a FAIL no Payload: SUCCEED carries an Error";
+
+    #[test]
+    fn a_never_started_close_does_not_excuse_an_earlier_update_s_refusal() {
+        // Update 0 breaks a rule both servers share (a non-empty Error on a SUCCEED); update 1
+        // closes a STEP never started. This crate refuses for update 0, so the never-started
+        // entry must not explain the request.
+        let req = checkpoint(vec![
+            json!({"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Error": {"ErrorType": "E"}}),
+            json!({"Id": "s9", "Type": "STEP", "Action": "SUCCEED"}),
+        ]);
+        assert_eq!(applying(&req, OUTCOME_AT_0), Vec::<&str>::new());
+        // Refused for update 1 instead, the entry explains it.
+        let at_1 = "update 1 (id \"s9\"): illegal status transition: SUCCEED of a STEP in status absent: the operation was never started";
+        assert_eq!(
+            applying(&req, at_1),
+            vec!["close of a never-started STEP or CONTEXT"]
+        );
+    }
+
+    #[test]
+    fn an_id_length_or_payload_entry_explains_only_the_update_refused() {
+        let long = json!({"Id": "s2", "Type": "STEP", "Action": "START", "Name": "n".repeat(257)});
+        let bad_id = json!({"Id": "a b", "Type": "STEP", "Action": "START"});
+        let big = json!({"Id": "s3", "Type": "STEP", "Action": "START", "Payload": "$x*1048577"});
+        let first =
+            json!({"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Error": {"ErrorType": "E"}});
+        let cases = [
+            (
+                long,
+                "name too long: Name must be at most 256 characters",
+                "Name or SubType over the model's length",
+            ),
+            (
+                bad_id,
+                "id format: Id must be 1-64 characters of [a-zA-Z0-9_-]",
+                "Id outside the API model's pattern",
+            ),
+            (
+                big,
+                "payload too large: Payload is 1048577 bytes, at most 1048576 allowed",
+                "payload over the service's limit",
+            ),
+        ];
+        for (second, rule_at_1, entry) in cases {
+            let req = checkpoint(vec![first.clone(), second]);
+            assert_eq!(
+                applying(&req, OUTCOME_AT_0),
+                Vec::<&str>::new(),
+                "{}",
+                req.describe()
+            );
+            // Refused for that update, the entry explains it.
+            assert_eq!(
+                applying(&req, &format!("update 1 (id \"x\"): {rule_at_1}")),
+                vec![entry],
+                "{}",
+                req.describe()
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_error_entry_needs_the_refusal_to_name_that_update_and_rule() {
+        let req = checkpoint(vec![
+            json!({"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Error": {}}),
+        ]);
+        assert_eq!(
+            applying(&req, OUTCOME_AT_0),
+            vec!["SUCCEED carrying an empty Error"]
+        );
+        // The same update refused under another rule is not this entry's difference.
+        let other_rule = "update 0 (id \"s1\"): differs from the operation: Name \"b\" differs from the operation's \"a\"";
+        assert_eq!(applying(&req, other_rule), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_client_token_entry_needs_the_client_token_refusal() {
+        let req = Request::Checkpoint {
+            token: TokenRef::Current,
+            client_token: Some("a b".to_owned()),
+            updates: Updates::List(vec![
+                json!({"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Error": {"ErrorType": "E"}}),
+            ]),
+            unknown_arn: false,
+        };
+        assert_eq!(applying(&req, OUTCOME_AT_0), Vec::<&str>::new());
+        assert_eq!(
+            applying(
+                &req,
+                "client token format: ClientToken must be 1-64 characters in [\\x21-\\x7E]"
+            ),
+            vec!["ClientToken outside the model's pattern"]
+        );
+    }
+}
