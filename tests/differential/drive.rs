@@ -1,7 +1,7 @@
 //! Sending a sequence's requests to one server and reducing its answers to what both servers
 //! must agree on.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -27,18 +27,24 @@ pub enum Chain {
     Unchanged,
     /// A token this server never answered before.
     New,
-    /// A token this server answered before (a replayed answer).
-    Seen,
+    /// A token this server answered before (a replayed answer): to request `k` of the
+    /// sequence, or (`None`) the invocation's own. Both servers must replay the same call.
+    Seen(Option<usize>),
 }
 
 /// An operation as compared: Id (the EXECUTION operation's mapped to [`EXEC`]), type, status
-/// and parent.
+/// and parent; in the final comparison of a sequence also its Name and SubType (the EXECUTION
+/// operation's Name aside: each server names its execution its own way).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OpKey {
     pub id: String,
     pub op_type: String,
     pub status: String,
     pub parent: Option<String>,
+    /// Set only by [`Side::all_operations`].
+    pub name: Option<String>,
+    /// Set only by [`Side::all_operations`].
+    pub sub_type: Option<String>,
 }
 
 impl fmt::Display for OpKey {
@@ -46,6 +52,12 @@ impl fmt::Display for OpKey {
         write!(f, "{} {} {}", self.id, self.op_type, self.status)?;
         if let Some(parent) = &self.parent {
             write!(f, " (in {parent})")?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, " name {name:?}")?;
+        }
+        if let Some(sub_type) = &self.sub_type {
+            write!(f, " subtype {sub_type:?}")?;
         }
         Ok(())
     }
@@ -174,8 +186,9 @@ pub struct Side {
     /// `Type` (the runner).
     pub type_in_header: bool,
     current: String,
-    /// Every token this server answered.
-    answered: HashSet<String>,
+    /// Every token this server answered, with the request that first got it (`None`: the
+    /// invocation's own).
+    answered: HashMap<String, Option<usize>>,
     /// The token each request carried (`None`: none or not a token request).
     pub sent: Vec<Option<String>>,
     /// The `NextMarker` each request answered.
@@ -196,7 +209,7 @@ impl Side {
             arn,
             exec_id,
             type_in_header,
-            answered: HashSet::from([token.clone()]),
+            answered: HashMap::from([(token.clone(), None)]),
             current: token,
             sent: Vec::new(),
             markers: Vec::new(),
@@ -350,9 +363,9 @@ impl Side {
             let chain = match body["CheckpointToken"].as_str().filter(|t| !t.is_empty()) {
                 None => Chain::Absent,
                 Some(t) if Some(t) == sent => Chain::Unchanged,
-                Some(t) if self.answered.contains(t) => Chain::Seen,
+                Some(t) if let Some(&k) = self.answered.get(t) => Chain::Seen(k),
                 Some(t) => {
-                    self.answered.insert(t.to_owned());
+                    self.answered.insert(t.to_owned(), Some(self.answers.len()));
                     // Only a new token moves the chain on: a replayed older answer's token
                     // would make every later call stale on this server alone.
                     self.current = t.to_owned();
@@ -387,6 +400,8 @@ impl Side {
             op_type: op["Type"].as_str().unwrap_or_default().to_owned(),
             status: op["Status"].as_str().unwrap_or_default().to_owned(),
             parent: map(op["ParentId"].as_str()),
+            name: None,
+            sub_type: None,
         }
     }
 
@@ -417,7 +432,14 @@ impl Side {
                 });
             }
             if let Some(page) = body["Operations"].as_array() {
-                ops.extend(page.iter().map(|op| self.key(op)));
+                ops.extend(page.iter().map(|op| {
+                    let mut key = self.key(op);
+                    if key.id != EXEC {
+                        key.name = op["Name"].as_str().map(str::to_owned);
+                    }
+                    key.sub_type = op["SubType"].as_str().map(str::to_owned);
+                    key
+                }));
             }
             marker = body["NextMarker"]
                 .as_str()

@@ -859,6 +859,19 @@ impl Gen {
                     });
                 }
                 self.checkpoint(ups, true);
+                if self.rng.bool() {
+                    // Its answer's NextMarker read back: only this crate's answer has one.
+                    let k = self.requests.len() - 1;
+                    self.push(
+                        Request::State {
+                            token: TokenRef::Current,
+                            marker: MarkerRef::NextOf(k),
+                            max_items: Some("1000".to_owned()),
+                            unknown_arn: false,
+                        },
+                        false,
+                    );
+                }
             }
             13 => match self.pick(&started) {
                 // START of a step whose retry is pending.

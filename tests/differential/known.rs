@@ -8,7 +8,7 @@ use checkpoint_batcher::emulator::OperationRecord;
 use serde_json::Value;
 
 use crate::drive::{Chain, EXEC, ErrorShape, Outcome, Side};
-use crate::sequence::{Request, expanded_len};
+use crate::sequence::{MarkerRef, Request, expanded_len};
 
 /// Where the difference stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +132,21 @@ mod rule {
     pub const MISSING_OPTIONS: &str = "required options missing";
     /// The one refusal of the whole request that names no update.
     pub const CLIENT_TOKEN: &str = "client token format: ";
+}
+
+/// The checkpoint whose paged answer's `NextMarker` this state read carries, if it is one.
+fn paged_checkpoint_read(req: &Request, ctx: &Ctx<'_>) -> Option<usize> {
+    match req {
+        Request::State {
+            marker: MarkerRef::NextOf(k),
+            ..
+        } if ctx.requests.get(*k).is_some_and(Request::is_checkpoint)
+            && ctx.ours.answers.get(*k).is_some_and(|a| a.outcome.more()) =>
+        {
+            Some(*k)
+        }
+        _ => None,
+    }
 }
 
 fn applied(outcome: &Outcome) -> bool {
@@ -460,7 +475,8 @@ pub const KNOWN: &[Known] = &[
         shows: |runner, _, ctx| {
             let k = ctx.same_call(&ctx.requests[ctx.index]);
             if k == ctx.last_applied() {
-                runner.chain() == Some(Chain::Seen)
+                // The answer to that very call, replayed.
+                runner.chain() == Some(Chain::Seen(k))
             } else {
                 runner.refused_ipve(true)
             }
@@ -500,7 +516,7 @@ pub const KNOWN: &[Known] = &[
                 .filter(|op| op.id != EXEC)
                 .cloned()
                 .collect();
-            matches!(runner.chain(), Some(Chain::New | Chain::Seen))
+            matches!(runner.chain(), Some(Chain::New | Chain::Seen(_)))
                 && runner.ops() == without_execution.as_slice()
                 && ours.ops().iter().any(|op| op.id == EXEC)
         },
@@ -512,10 +528,40 @@ pub const KNOWN: &[Known] = &[
         reason: "the runner never pages a checkpoint's answer; the service's answer may carry a NextMarker",
         applies: |req, _, ours| req.is_checkpoint() && ours.more(),
         shows: |runner, ours, _| {
-            runner.chain() == Some(Chain::New)
+            // A new answer, or the same earlier answer replayed by both (its client token
+            // sent again).
+            matches!(runner.chain(), Some(Chain::New | Chain::Seen(_)))
+                && runner.chain() == ours.chain()
                 && !runner.more()
                 && runner.ops().len() > ours.ops().len()
                 && ours.ops().iter().all(|op| runner.ops().contains(op))
+        },
+        diverges: false,
+    },
+    Known {
+        name: "a checkpoint answer's marker read back",
+        standing: Standing::Deliberate("a checkpoint answer with 1,200 new operations"),
+        reason: "the runner answered no marker, so its read starts at the first page of the whole state; this \
+                 crate's marker reads on through the operations that checkpoint changed",
+        applies: |req, ctx, ours| {
+            matches!(ours, Outcome::Page { .. }) && paged_checkpoint_read(req, ctx).is_some()
+        },
+        shows: |runner, ours, ctx| {
+            let Some(k) = paged_checkpoint_read(&ctx.requests[ctx.index], ctx) else {
+                return false;
+            };
+            // Exactly the rest of checkpoint k's operations: sent in k, not in its first page.
+            let first_page = ctx.ours.answers[k].outcome.ops();
+            let sent: Vec<&str> = ctx.requests[k]
+                .update_list()
+                .iter()
+                .filter_map(|u| str_of(u, "Id"))
+                .collect();
+            matches!(runner, Outcome::Page { .. })
+                && !ours.ops().is_empty()
+                && ours.ops().iter().all(|op| {
+                    sent.contains(&op.id.as_str()) && !first_page.iter().any(|f| f.id == op.id)
+                })
         },
         diverges: false,
     },
