@@ -3,7 +3,9 @@
 //! seeded sequences of checkpoint and state requests go to both, and every answer is compared
 //! once reduced to what both must agree on (accepted or refused, the error type, the
 //! stale-token class, the token chain, the operations by Id, type, status and parent), then
-//! the operations each holds at the end. Where the two are known to differ, `known.rs` says
+//! the operations each holds at the end, by Name and SubType too. An entry of `known.rs` for
+//! a request this crate refuses holds only when this crate's message names the update the
+//! entry explains. Where the two are known to differ, `known.rs` says
 //! so, why, and how the difference must look; any other difference fails the test with the
 //! seed, the request and both answers.
 //!
@@ -13,7 +15,8 @@
 //!
 //! - `DIFFERENTIAL_SEED` (decimal or `0x` hex): the run's seed, to reproduce a failure.
 //! - `DIFFERENTIAL_SEQUENCES`: how many seeded sequences (default 2,000).
-//! - `DIFFERENTIAL_ONLY`: run only the sequence of this number.
+//! - `DIFFERENTIAL_ONLY`: run only the sequence of this number (below the count, or the test
+//!   fails naming the variable).
 //! - `DIFFERENTIAL_PRINT` (any value): print each sequence as JSON, the form
 //!   `regressions.json` keeps, before it runs.
 //!
