@@ -1146,17 +1146,21 @@ impl Gen {
                     ]);
                 }
             },
-            // A CHAINED_INVOKE whose options the runner refuses and this crate applies.
+            // A CHAINED_INVOKE whose options the runner refuses and this crate applies, or a
+            // well-formed one, which the runner fails at once.
             9 => {
                 let i = self.fresh_id("i");
-                let options = match self.rng.u32(..5) {
+                let options = match self.rng.u32(..7) {
                     0 => json!({"FunctionName": "not a function!"}),
                     1 => json!({"FunctionName": "arn:aws:lambda:us-east-1:function:f"}),
                     2 => {
                         json!({"FunctionName": "arn:aws:lambda:us-east-1:999999999999:function:f"})
                     }
                     3 => json!({"FunctionName": "f", "TenantId": ""}),
-                    _ => json!({"FunctionName": "f", "TenantId": "bad#tenant"}),
+                    4 => json!({"FunctionName": "f", "TenantId": "bad#tenant"}),
+                    // Well-formed: the runner fails it at once, this crate leaves it STARTED.
+                    _ if self.rng.bool() => json!({"FunctionName": "f"}),
+                    _ => json!({"FunctionName": "f:$LATEST", "TenantId": "t-1"}),
                 };
                 return self.last_checkpoint(vec![with(
                     update(&i, "CHAINED_INVOKE", "START"),

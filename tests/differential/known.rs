@@ -257,7 +257,8 @@ const RUNNER_ACCOUNT: &str = "123456789012";
 /// Whether `u` is a CHAINED_INVOKE START the runner refuses for its options: a `FunctionName`
 /// that is no function name or ARN (or an ARN without its region or account), one in another
 /// account, or a `TenantId` outside 1-256 characters of `[a-zA-Z0-9._:/=+\-@ ]`. Written for
-/// the forms the generator makes, not a full copy of the runner's grammar.
+/// the forms the generator makes, not a full copy of the runner's grammar (the generator names
+/// no region in a well-formed target: the runner checks it against a region of its own).
 fn invoke_options_refused_by_runner(u: &Value) -> bool {
     if str_of(u, "Type") != Some("CHAINED_INVOKE") || str_of(u, "Action") != Some("START") {
         return false;
@@ -617,6 +618,30 @@ pub const KNOWN: &[Known] = &[
                     .any(invoke_options_refused_by_runner)
         },
         shows: |runner, _, _| runner_refused(runner),
+        diverges: true,
+    },
+    Known {
+        name: "CHAINED_INVOKE START of a well-formed target",
+        standing: Standing::Deliberate("a CHAINED_INVOKE `START` naming a well-formed function"),
+        reason: "the runner resolves the target within the request and, started without function configurations, \
+                 fails the invoke at once; this crate runs no chained invocation and leaves it STARTED",
+        applies: |req, _, ours| {
+            ours.accepted()
+                && req.update_list().iter().any(|u| {
+                    str_of(u, "Type") == Some("CHAINED_INVOKE")
+                        && str_of(u, "Action") == Some("START")
+                        && !invoke_options_refused_by_runner(u)
+                })
+        },
+        shows: |runner, ours, _| {
+            let invoke_in = |outcome: &Outcome, status: &str| {
+                outcome
+                    .ops()
+                    .iter()
+                    .any(|op| op.op_type == "CHAINED_INVOKE" && op.status == status)
+            };
+            runner_applied(runner) && invoke_in(runner, "FAILED") && invoke_in(ours, "STARTED")
+        },
         diverges: true,
     },
     Known {
