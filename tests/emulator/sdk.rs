@@ -16,6 +16,23 @@ use checkpoint_batcher::{
     RealBackend, RetryPolicy,
 };
 
+/// An empty checkpoint sent with `token` to `arn` through the SDK, which must be refused: its
+/// service error.
+async fn refused_checkpoint(
+    client: &aws_sdk_lambda::Client,
+    arn: &str,
+    token: &str,
+) -> aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionError {
+    client
+        .checkpoint_durable_execution()
+        .durable_execution_arn(arn)
+        .checkpoint_token(token)
+        .send()
+        .await
+        .expect_err("the checkpoint must be refused")
+        .into_service_error()
+}
+
 /// The SDK client aimed at the emulator, without retries.
 fn sdk_client(emu: &Emulator) -> aws_sdk_lambda::Client {
     sdk_client_retrying(emu, aws_sdk_lambda::config::retry::RetryConfig::disabled())
@@ -145,14 +162,7 @@ async fn aws_sdk_lambda_round_trips_checkpoints_state_and_typed_errors() {
         Some("{\"order\":1}")
     );
 
-    let stale = client
-        .checkpoint_durable_execution()
-        .durable_execution_arn(&arn)
-        .checkpoint_token(&t0)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let stale = refused_checkpoint(&client, &arn, &t0).await;
     match &stale {
         CpErr::InvalidParameterValueException(e) => {
             assert!(
@@ -162,16 +172,12 @@ async fn aws_sdk_lambda_round_trips_checkpoints_state_and_typed_errors() {
         }
         other => panic!("expected InvalidParameterValueException, got {other:?}"),
     }
-    let missing = client
-        .checkpoint_durable_execution()
-        .durable_execution_arn(
-            "arn:aws:lambda:us-east-1:123456789012:function:x:$LATEST/durable-execution/x/none",
-        )
-        .checkpoint_token(&t1)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let missing = refused_checkpoint(
+        &client,
+        "arn:aws:lambda:us-east-1:123456789012:function:x:$LATEST/durable-execution/x/none",
+        &t1,
+    )
+    .await;
     assert!(
         {
             use aws_sdk_lambda::error::ProvideErrorMetadata;
@@ -187,14 +193,7 @@ async fn aws_sdk_lambda_round_trips_checkpoints_state_and_typed_errors() {
         retry_after: Duration::from_secs(3),
         ..Faults::default()
     });
-    let throttled = client
-        .checkpoint_durable_execution()
-        .durable_execution_arn(&arn)
-        .checkpoint_token(&t1)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let throttled = refused_checkpoint(&client, &arn, &t1).await;
     match &throttled {
         CpErr::TooManyRequestsException(e) => assert_eq!(e.retry_after_seconds(), Some("3")),
         other => panic!("expected TooManyRequestsException, got {other:?}"),
@@ -203,14 +202,7 @@ async fn aws_sdk_lambda_round_trips_checkpoints_state_and_typed_errors() {
         server_error_rate: 1.0,
         ..Faults::default()
     });
-    let failed = client
-        .checkpoint_durable_execution()
-        .durable_execution_arn(&arn)
-        .checkpoint_token(&t1)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let failed = refused_checkpoint(&client, &arn, &t1).await;
     assert!(matches!(failed, CpErr::ServiceException(_)), "{failed:?}");
     emu.set_faults(Faults::none());
 
