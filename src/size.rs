@@ -23,6 +23,8 @@ use aws_sdk_lambda::types::{
     StepOptions, WaitOptions,
 };
 
+use crate::limits::SERVICE_MAX_TOKEN_CHARS;
+
 /// The bytes a string takes in JSON once escaped, without its quotes.
 #[must_use]
 pub(crate) fn escaped_len(value: &str) -> usize {
@@ -244,8 +246,20 @@ pub(crate) const CLIENT_TOKEN_LEN: usize = 32;
 /// the first.
 #[must_use]
 pub fn envelope_bytes(checkpoint_token: &str, client_token_len: usize) -> usize {
+    envelope_for(escaped_len(checkpoint_token), client_token_len)
+}
+
+/// The most bytes the envelope of one of the batcher's requests can take: a checkpoint token
+/// as long as the service's get ([`SERVICE_MAX_TOKEN_CHARS`] characters of the base64
+/// alphabet, which JSON does not escape) and the batcher's client token. What a group must fit
+/// beside, whatever the token is when it goes.
+pub(crate) fn max_envelope_bytes() -> usize {
+    envelope_for(SERVICE_MAX_TOKEN_CHARS, CLIENT_TOKEN_LEN)
+}
+
+fn envelope_for(escaped_token_len: usize, client_token_len: usize) -> usize {
     let mut obj = ObjectLen::new();
-    obj.string("CheckpointToken", checkpoint_token);
+    obj.field("CheckpointToken", escaped_token_len + 2);
     obj.field("ClientToken", client_token_len + 2);
     obj.field("Updates", 2);
     obj.finish()

@@ -8,8 +8,9 @@
 //! - the byte limit, [`BatchLimits::max_bytes`], counted as the exact JSON bytes each update
 //!   adds to the request body ([`crate::size`]). The first update of a batch is never refused for
 //!   size: an update larger than the limit goes alone and the service decides;
-//! - one update per operation Id, except a START of a STEP or CONTEXT followed by one
-//!   non-START update of the same Id;
+//! - one update per operation Id, except a START of a STEP or CONTEXT followed by one update
+//!   that ends or retries it: a STEP's SUCCEED, FAIL or RETRY, a CONTEXT's SUCCEED or FAIL, of
+//!   the same type (an EXECUTION update under the STEP's Id is another operation's update);
 //! - nothing after an EXECUTION update, which must be the last of its request.
 //!
 //! The refusal is a [`Cut`]: the batch is closed there, and the refused update opens the next
@@ -34,7 +35,9 @@ use std::ops::Range;
 use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 
 use crate::config::BatcherConfig;
+use crate::error::InvalidUpdate;
 use crate::limits::{SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
+use crate::size::{max_envelope_bytes, update_bytes};
 
 /// The per-request limits a batch obeys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,10 +93,38 @@ pub enum Cut {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IdState {
-    /// A START of a STEP or CONTEXT: one non-START update of the same Id may follow.
-    Started,
+    /// A START of a STEP: its SUCCEED, FAIL or RETRY may follow.
+    StepStarted,
+    /// A START of a CONTEXT: its SUCCEED or FAIL may follow.
+    ContextStarted,
     /// No further update of this Id fits in the batch.
     Done,
+}
+
+impl IdState {
+    /// The state an Id is left in by `update`, the first update of the Id in the batch.
+    fn first(update: &OperationUpdate) -> Self {
+        match (&update.r#type, &update.action) {
+            (OperationType::Step, OperationAction::Start) => Self::StepStarted,
+            (OperationType::Context, OperationAction::Start) => Self::ContextStarted,
+            _ => Self::Done,
+        }
+    }
+
+    /// Whether `update` may follow in the same request: the one update the service takes
+    /// after a START of a STEP or CONTEXT, of that same operation (docs/PROTOCOL.md, rule 3).
+    fn admits(self, update: &OperationUpdate) -> bool {
+        use OperationAction as A;
+        match (self, &update.r#type) {
+            (Self::StepStarted, OperationType::Step) => {
+                matches!(update.action, A::Succeed | A::Fail | A::Retry)
+            }
+            (Self::ContextStarted, OperationType::Context) => {
+                matches!(update.action, A::Succeed | A::Fail)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The hasher for Id hashes, which are already well mixed.
@@ -201,13 +232,8 @@ impl Assembler {
         }
         let key = self.hasher.hash_one(update.id.as_str());
         let state = match self.ids.get(&key) {
-            None if update.action == OperationAction::Start
-                && matches!(update.r#type, OperationType::Step | OperationType::Context) =>
-            {
-                IdState::Started
-            }
-            None => IdState::Done,
-            Some(IdState::Started) if update.action != OperationAction::Start => IdState::Done,
+            None => IdState::first(update),
+            Some(state) if state.admits(update) => IdState::Done,
             Some(_) => return Err(Cut::DuplicateId),
         };
         let _previous = self.ids.insert(key, state);
@@ -253,6 +279,29 @@ impl Assembler {
         Ok(())
     }
 
+    /// Fills an empty batch with `group` alone, past the batch's limits: a group the caller
+    /// asked to be atomic goes whole in its request even when the configured limits are smaller
+    /// than it ([`check_group`] held it to the service's). Only the rules of one request can
+    /// refuse it.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_add_all`](Self::try_add_all); [`Cut::Count`] at index 0 when the batch is not
+    /// empty.
+    pub fn try_add_alone<'a>(
+        &mut self,
+        group: impl IntoIterator<Item = (&'a OperationUpdate, usize)>,
+    ) -> Result<(), (usize, Cut)> {
+        if !self.is_empty() {
+            return Err((0, Cut::Count));
+        }
+        let limits = self.limits;
+        self.limits = BatchLimits::with_limits(usize::MAX, usize::MAX);
+        let added = self.try_add_all(group);
+        self.limits = limits;
+        added
+    }
+
     /// Updates in the batch.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -270,6 +319,65 @@ impl Assembler {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// Refuses a group that cannot go in one request (README, "Groups"): more updates or bytes
+/// than the service takes in one request (its limits, not the configured ones, which shape
+/// batching only; the bytes counted beside the longest envelope a request of the batcher's can
+/// have), or a rule of one request broken (an update after an EXECUTION update, a second update
+/// of one Id other than a STEP's or CONTEXT's START and the one update that may follow it). The
+/// service would refuse such a request whole; the batcher refuses the group whole, before
+/// anything is queued, rather than split it and leave part of it applied. A group of one update
+/// is a single update: never refused here, and sent alone when it is larger than a request.
+///
+/// # Errors
+///
+/// The [`InvalidUpdate`] naming `Updates` and what the group breaks.
+pub(crate) fn check_group(updates: &[OperationUpdate]) -> Result<(), InvalidUpdate> {
+    if updates.len() < 2 {
+        return Ok(());
+    }
+    if updates.len() > SERVICE_MAX_BATCH_UPDATES {
+        return Err(InvalidUpdate::new(
+            "Updates",
+            format!(
+                "a group of {} updates cannot go in one request (at most \
+                 {SERVICE_MAX_BATCH_UPDATES}); the service would refuse it whole",
+                updates.len()
+            ),
+        ));
+    }
+    let envelope = max_envelope_bytes();
+    let bytes = envelope + updates.iter().map(update_bytes).sum::<usize>() + (updates.len() - 1);
+    if bytes > SERVICE_MAX_BATCH_BYTES {
+        return Err(InvalidUpdate::new(
+            "Updates",
+            format!(
+                "a group of {bytes} request bytes cannot go in one request (at most \
+                 {SERVICE_MAX_BATCH_BYTES}, with the longest checkpoint token); the service would \
+                 refuse it whole"
+            ),
+        ));
+    }
+    // Sizes play no part past the checks above: only the rules can refuse.
+    let mut assembler = Assembler::new(BatchLimits::with_limits(usize::MAX, usize::MAX), 0);
+    let Err((index, cut)) = assembler.try_add_all(updates.iter().map(|update| (update, 0))) else {
+        return Ok(());
+    };
+    let id = updates.get(index).map_or("", |update| update.id.as_str());
+    let reason = if cut == Cut::AfterExecution {
+        format!(
+            "update {index} (Id \"{id}\") follows an EXECUTION update: an EXECUTION update must \
+             be the last of a request"
+        )
+    } else {
+        format!(
+            "update {index} is a second update of Id \"{id}\" in one group: a request carries \
+             one update per operation, or a START of a STEP or CONTEXT and the one update that \
+             ends or retries it"
+        )
+    };
+    Err(InvalidUpdate::new("Updates", reason))
 }
 
 /// Splits `updates` (each with its [`crate::size::update_bytes`]) into consecutive batches, as
@@ -428,6 +536,61 @@ mod tests {
     }
 
     #[test]
+    fn an_execution_update_under_a_steps_id_does_not_join_the_steps_start() {
+        let updates = vec![
+            sized(update("a", OperationType::Step, OperationAction::Start, 0)),
+            sized(update(
+                "a",
+                OperationType::Execution,
+                OperationAction::Succeed,
+                0,
+            )),
+        ];
+        assert_eq!(
+            split_batches(&updates, BatchLimits::default(), 0),
+            vec![0..1, 1..2],
+            "the service refuses an EXECUTION update repeating an earlier update's Id"
+        );
+    }
+
+    #[test]
+    fn only_the_update_that_ends_or_retries_a_start_may_share_its_request() {
+        use OperationAction as A;
+        use OperationType as T;
+        let cases = [
+            (T::Step, A::Succeed, true),
+            (T::Step, A::Fail, true),
+            (T::Step, A::Retry, true),
+            (T::Step, A::Cancel, false),
+            (T::Context, A::Succeed, true),
+            (T::Context, A::Fail, true),
+            (T::Context, A::Retry, false),
+            (T::Context, A::Cancel, false),
+        ];
+        for (ty, action, shared) in cases {
+            let updates = vec![
+                sized(update("a", ty.clone(), A::Start, 0)),
+                sized(update("a", ty.clone(), action.clone(), 0)),
+            ];
+            let expected = if shared { vec![0..2] } else { vec![0..1, 1..2] };
+            assert_eq!(
+                split_batches(&updates, BatchLimits::default(), 0),
+                expected,
+                "{ty:?} START then {action:?}"
+            );
+        }
+        let updates = vec![
+            sized(update("a", T::Step, A::Start, 0)),
+            sized(update("a", T::Context, A::Succeed, 0)),
+        ];
+        assert_eq!(
+            split_batches(&updates, BatchLimits::default(), 0),
+            vec![0..1, 1..2],
+            "an update of another type under the same Id is another operation's"
+        );
+    }
+
+    #[test]
     fn a_wait_may_not_carry_two_updates_in_one_request() {
         let updates = vec![
             sized(update("w", OperationType::Wait, OperationAction::Start, 0)),
@@ -550,11 +713,19 @@ mod tests {
                     seen.entry(u.id.as_str()).or_default().push(u);
                 }
                 for group in seen.values() {
+                    let ends = |ty: &OperationType, action: &OperationAction| match ty {
+                        OperationType::Step => matches!(action,
+                            OperationAction::Succeed | OperationAction::Fail | OperationAction::Retry),
+                        OperationType::Context => matches!(action,
+                            OperationAction::Succeed | OperationAction::Fail),
+                        _ => false,
+                    };
                     let allowed = group.len() == 1 || (group.len() == 2
                         && group[0].action == OperationAction::Start
-                        && group[1].action != OperationAction::Start
-                        && matches!(group[0].r#type, OperationType::Step | OperationType::Context));
-                    prop_assert!(allowed, "one update per Id, except START then one more of a STEP or CONTEXT");
+                        && group[1].r#type == group[0].r#type
+                        && ends(&group[1].r#type, &group[1].action));
+                    prop_assert!(allowed,
+                        "one update per Id, except a STEP's or CONTEXT's START and the update that ends or retries it");
                 }
             }
             prop_assert_eq!(next, sized.len(), "the batches must cover the whole input");

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::Span;
 
 use super::ack::{AckFuture, CheckpointAck};
-use super::assemble::{Assembler, BatchLimits, Cut};
+use super::assemble::check_group;
 use super::message::{Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
@@ -325,11 +325,7 @@ impl BatcherHandle {
         for update in &updates {
             validate_update(update).map_err(BatcherError::InvalidUpdate)?;
         }
-        // One update breaks no rule of a request on its own (`BatchingBackend` sends most
-        // calls so): the check is for groups.
-        if updates.len() > 1 {
-            group_rules(&updates).map_err(BatcherError::InvalidUpdate)?;
-        }
+        check_group(&updates).map_err(BatcherError::InvalidUpdate)?;
         let deadline = deadline_after(self.flush_interval);
         let span = Span::current();
         let (reply, rx) = oneshot::channel();
@@ -430,31 +426,6 @@ impl BatcherHandle {
     fn stopped(&self) -> BatcherError {
         self.shared.stopped()
     }
-}
-
-/// Refuses a group that breaks a rule of one request (docs/PROTOCOL.md, "Request
-/// rules"): the service would refuse such a request whole, while the queue would cut the
-/// group at the rule and send its parts apart, applying the first part alone. Count and size
-/// are not rules here: a group larger than one request is split, as documented.
-fn group_rules(updates: &[OperationUpdate]) -> Result<(), InvalidUpdate> {
-    let mut assembler = Assembler::new(BatchLimits::with_limits(usize::MAX, usize::MAX), 0);
-    let sized = updates.iter().map(|update| (update, 0));
-    let Err((index, cut)) = assembler.try_add_all(sized) else {
-        return Ok(());
-    };
-    let id = updates.get(index).map_or("", |update| update.id.as_str());
-    let reason = if cut == Cut::AfterExecution {
-        format!(
-            "update {index} (Id \"{id}\") follows an EXECUTION update: an EXECUTION update must \
-             be the last of a request"
-        )
-    } else {
-        format!(
-            "update {index} is a second update of Id \"{id}\" in one group: a request carries \
-             one update per operation, or a START and one other update of a STEP or CONTEXT"
-        )
-    };
-    Err(InvalidUpdate::new("Updates", reason))
 }
 
 /// When an update queued now with `max_delay` must go at the latest; `None`: at once. Capped,

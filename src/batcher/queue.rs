@@ -14,7 +14,8 @@
 //!   [`Assembler`] checks; `cut` is set exactly when something waits in `overflow` that the
 //!   front could not take.
 //! - **Groups.** A unit of several updates ([`Pending::unit`]) enters the front whole or closes
-//!   it; only a unit larger than an empty batch is split, in order.
+//!   it, and is never split: one larger than the configured limits goes alone in its batch,
+//!   whole (the handle held it to the service's limits), and nothing joins it.
 //! - **Deadlines.** `immediate` and `earliest` describe exactly the updates queued: recomputed
 //!   whenever a batch is taken.
 
@@ -126,9 +127,9 @@ impl<P: Pending> PendingQueue<P> {
         }
     }
 
-    /// Queues a group so that it goes in one batch whenever it fits in one: into the front
-    /// batch if all of it fits there, otherwise behind a cut, to start the next batch. A group
-    /// larger than an empty batch is split in order, as single updates would be.
+    /// Queues a group so that it goes in one batch: into the front batch if all of it fits
+    /// there, otherwise behind a cut, to start the next batch. A group larger than the
+    /// configured limits goes alone in its batch, whole.
     pub(crate) fn push_group(&mut self, group: Vec<P>) {
         if self.cut.is_some() || !self.overflow.is_empty() {
             group.iter().for_each(|p| self.note_deadline(p.deadline()));
@@ -148,7 +149,11 @@ impl<P: Pending> PendingQueue<P> {
                 self.cut = Some(cut);
                 self.overflow.extend(group);
             }
-            Err(_) => group.into_iter().for_each(|p| self.push(p)),
+            Err(_) => {
+                group.iter().for_each(|p| self.note_deadline(p.deadline()));
+                self.overflow.extend(group);
+                self.refill_front();
+            }
         }
     }
 
@@ -199,10 +204,15 @@ impl<P: Pending> PendingQueue<P> {
     }
 
     /// Moves updates from `overflow` into the (empty) front batch until one does not fit. A
-    /// group moves whole, or closes the batch before it; one that fills an empty batch alone
-    /// (larger than a batch) is split, its updates moving one by one.
+    /// group moves whole, or closes the batch before it; one larger than the configured limits
+    /// moves whole into the empty batch and closes it.
     fn refill(&mut self, envelope_bytes: usize) {
         self.assembler.reset(envelope_bytes);
+        self.refill_front();
+    }
+
+    /// [`refill`](Self::refill) into the front as it is, which must be empty or open.
+    fn refill_front(&mut self) {
         self.cut = None;
         while let Some(head) = self.overflow.front() {
             let unit = head.unit().clamp(1, self.overflow.len());
@@ -217,8 +227,16 @@ impl<P: Pending> PendingQueue<P> {
                         self.cut = Some(cut);
                         break;
                     }
-                    // Larger than a batch: split, one update at a time.
                     Err(_) => {}
+                }
+                // Larger than the configured limits: alone in its request, whole, and nothing
+                // joins it. The handle held it to the service's limits and rules
+                // (`check_group`), so this fails only for a group that came another way.
+                let group = self.overflow.range(..unit).map(|p| (p.update(), p.bytes()));
+                if self.assembler.try_add_alone(group).is_ok() {
+                    self.front.extend(self.overflow.drain(..unit));
+                    self.cut = Some(Cut::Count);
+                    break;
                 }
             }
             let Some(pending) = self.overflow.pop_front() else {
@@ -333,13 +351,25 @@ mod tests {
     }
 
     #[test]
-    fn a_group_larger_than_a_batch_is_split_in_order() {
+    fn a_group_larger_than_the_configured_limits_goes_alone_and_whole() {
         let mut queue = PendingQueue::new(BatchLimits::with_limits(2, 1 << 20), 0);
         queue.push(item("a", None));
         queue.push_group(group(&["g1", "g2", "g3"]));
+        queue.push(item("b", None));
         assert_eq!(
             batches(&mut queue),
-            [vec!["a"], vec!["g1", "g2"], vec!["g3"]]
+            [vec!["a"], vec!["g1", "g2", "g3"], vec!["b"]],
+            "a group is never split; nothing joins one past the limits"
+        );
+        let one = item("a", None).bytes;
+        let mut queue = PendingQueue::new(BatchLimits::with_limits(250, one), 0);
+        queue.push_group(group(&["g1", "g2"]));
+        queue.push(item("b", None));
+        assert!(queue.is_closed(), "the group alone closes the batch");
+        assert_eq!(
+            batches(&mut queue),
+            [vec!["g1", "g2"], vec!["b"]],
+            "over the byte limit too, into an empty front"
         );
     }
 

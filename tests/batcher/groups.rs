@@ -57,23 +57,110 @@ async fn a_group_that_does_not_fit_the_batch_being_assembled_starts_the_next_one
     );
 }
 
+/// The configured limits shape batching, not atomicity: a group larger than them goes whole,
+/// alone in its request, and whatever queued behind it goes in the next one.
 #[tokio::test(start_paused = true)]
-async fn a_group_larger_than_a_request_is_split_in_order_and_answered_once_all_is_durable() {
+async fn a_group_larger_than_the_configured_limits_goes_whole_in_a_request_of_its_own() {
     let rig = rig(BatcherConfig {
         max_batch_updates: 4,
+        max_batch_bytes: 1024,
         ..config()
     });
+    rig.faulty.hold();
+    let first = rig.batcher.submit(start("a")).await.unwrap();
+    rig.faulty.wait_for_calls(1).await;
+    let before = rig.batcher.submit(start("b")).await.unwrap();
     let group: Vec<_> = (0..6).map(|i| start(&format!("g{i}"))).collect();
-    let ack = within(Duration::from_secs(5), rig.batcher.checkpoint_all(group))
+    let group = rig.batcher.submit_all(group).await.unwrap();
+    let after = rig.batcher.submit(start("c")).await.unwrap();
+    let big = "x".repeat(600);
+    let heavy = rig
+        .batcher
+        .submit_all(vec![succeed("h1", &big), succeed("h2", &big)])
         .await
         .unwrap();
+    rig.faulty.release();
+    for ack in [first, before, after] {
+        within(Duration::from_secs(5), ack).await.unwrap();
+    }
+    let ack = within(Duration::from_secs(5), group).await.unwrap();
+    assert_eq!(ack.batch_updates(), 6, "the whole group in one request");
+    let heavy = within(Duration::from_secs(5), heavy).await.unwrap();
+    assert_eq!(
+        heavy.batch_updates(),
+        2,
+        "over max_batch_bytes, still whole"
+    );
     assert_eq!(
         calls(&rig),
-        [vec!["g0", "g1", "g2", "g3"], vec!["g4", "g5"]],
-        "split where the limit falls, order kept"
+        [
+            vec!["a"],
+            vec!["b"],
+            vec!["g0", "g1", "g2", "g3", "g4", "g5"],
+            vec!["c"],
+            vec!["h1", "h2"],
+        ],
+        "a group is never split; nothing joins one past the configured limits; order kept"
     );
-    assert_eq!(ack.batch_sequence(), 2, "answered with the last part");
-    assert_eq!(rig.memory.applied().len(), 6);
+    assert_eq!(rig.memory.applied().len(), 11);
+}
+
+/// What the service cannot take in one request, it would refuse whole: such a group is refused
+/// whole before anything is queued, through the handle and through the trait alike.
+#[tokio::test(start_paused = true)]
+async fn a_group_past_the_services_request_limits_is_refused_whole_before_anything_is_queued() {
+    let rig = rig(config());
+    let too_many: Vec<_> = (0..251).map(|i| start(&format!("g{i}"))).collect();
+    let refused = rig.batcher.submit_all(too_many.clone()).await.unwrap_err();
+    assert!(
+        matches!(&refused, BatcherError::InvalidUpdate(bad)
+            if bad.field() == "Updates" && bad.reason().contains("251 updates")),
+        "{refused}"
+    );
+    let payload = "x".repeat(200 * 1024);
+    let too_large: Vec<_> = (0..4)
+        .map(|i| succeed(&format!("p{i}"), &payload))
+        .collect();
+    let refused = rig.batcher.submit_all(too_large).await.unwrap_err();
+    assert!(
+        matches!(&refused, BatcherError::InvalidUpdate(bad)
+            if bad.field() == "Updates" && bad.reason().contains("request bytes")),
+        "{refused}"
+    );
+    let trait_backend = BatchingBackend::new(rig.batcher.clone(), rig.faulty.clone());
+    let refused = trait_backend
+        .checkpoint(ARN, "ignored", too_many, None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Rejected, "{refused}");
+    // At the limits a group passes: 250 updates, and as many bytes as fit beside the longest
+    // token.
+    let most: Vec<_> = (0..250).map(|i| start(&format!("m{i}"))).collect();
+    let ack = rig.batcher.checkpoint_all(most).await.unwrap();
+    assert_eq!(ack.batch_updates(), 250);
+    let three: Vec<_> = (0..3)
+        .map(|i| succeed(&format!("q{i}"), &payload))
+        .collect();
+    assert_eq!(
+        rig.batcher
+            .checkpoint_all(three)
+            .await
+            .unwrap()
+            .batch_updates(),
+        3
+    );
+    // One update is never refused for size: it goes alone and the service decides.
+    let alone = "y".repeat(800 * 1024);
+    rig.batcher
+        .checkpoint_all(vec![succeed("alone", &alone)])
+        .await
+        .unwrap();
+    rig.batcher.shutdown().await.unwrap();
+    assert_eq!(
+        rig.memory.applied().len(),
+        254,
+        "nothing of a refused group was applied"
+    );
 }
 
 #[tokio::test(start_paused = true)]
