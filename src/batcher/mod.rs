@@ -35,7 +35,7 @@ pub(crate) mod assemble;
 mod batching_backend;
 mod handle;
 mod message;
-mod queue;
+pub(crate) mod queue;
 mod send;
 mod shared;
 

@@ -95,6 +95,8 @@
 //! refused), lets in-flight requests finish and waits for the server task. Dropping the
 //! handle signals the same stop without waiting for it.
 
+#[cfg(test)]
+mod batch_parity;
 mod builder;
 mod checkpoint;
 mod error;
