@@ -15,7 +15,10 @@ use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableEx
 use aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput;
 use aws_sdk_lambda::types::{CheckpointUpdatedExecutionState, OperationUpdate};
 
+use futures::FutureExt as _;
+
 use super::ack::CheckpointAck;
+use super::client_tokens::{ClientTokens, Lookup, MAX_REMEMBERED_BYTES, MAX_REMEMBERED_CALLS};
 use super::handle::BatcherHandle;
 use crate::backend::DurableBackend;
 use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
@@ -23,13 +26,23 @@ use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
 /// A [`DurableBackend`] whose checkpoints go through a running batcher.
 ///
 /// - `checkpoint` queues the call's updates as one group
-///   ([`BatcherHandle::checkpoint_all`]): they stay in order, in one request whenever they fit
-///   its limits together, and the call returns once all of them are durable. An empty call is
-///   a [`refresh`](BatcherHandle::refresh). A call larger than one request (over 250 updates or
-///   750 KiB) is split in order: unlike one request to the service, it is then not atomic, and
-///   a failure can leave its first part applied.
-/// - **The token and the client token passed in are ignored**: the batcher owns the chain and
-///   gives every request its own client token, so a caller may pass a stale or made-up token.
+///   ([`BatcherHandle::checkpoint_all`]): in order and in one request, as one request to the
+///   service is atomic, and the call returns once all of them are durable. A call the service
+///   could not take in one request (over 250 updates or 750 KiB, or breaking a rule of one
+///   request) is refused whole, as the service would refuse it: the crate README's
+///   "Groups" guarantee. An empty call is a [`refresh`](BatcherHandle::refresh).
+/// - **The token passed in is ignored**: the batcher owns the chain, so a caller may pass a
+///   stale or made-up token.
+/// - **The client token keeps its promise**: a call repeated with the client token of an
+///   earlier call and the same updates is that call: it gets the first call's outcome (waiting
+///   for it if the first is still on its way, even if its caller gave up) and nothing is
+///   applied again, as the service would answer a retry. The same client token with other
+///   updates is refused ([`ErrorKind::Rejected`]), as the service refuses it. The last
+///   [`REMEMBERED_CLIENT_TOKENS`](Self::REMEMBERED_CLIENT_TOKENS) client tokens are remembered,
+///   with at most [`REMEMBERED_BYTES`](Self::REMEMBERED_BYTES) of their updates; past either
+///   bound the oldest is forgotten, and a repeat of it is a new call. A call without a client
+///   token is always new. The batcher gives every request its own client token, whatever the
+///   caller passed.
 ///   The output carries the token the batch returned (the batcher's current one, unless a later
 ///   batch went since) and the new execution state of the batch that carried the call's last
 ///   update: the operations that batch changed, the call's own among them. Changes the service
@@ -80,14 +93,26 @@ use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
 pub struct BatchingBackend {
     batcher: BatcherHandle,
     state: Arc<dyn DurableBackend>,
+    /// Shared by clones: a retry may come through another clone.
+    client_tokens: Arc<ClientTokens>,
 }
 
 impl BatchingBackend {
+    /// How many client tokens (the newest) a `BatchingBackend` and its clones remember.
+    pub const REMEMBERED_CLIENT_TOKENS: usize = MAX_REMEMBERED_CALLS;
+
+    /// How many bytes of the remembered calls' updates (as request bytes) are held at most.
+    pub const REMEMBERED_BYTES: usize = MAX_REMEMBERED_BYTES;
+
     /// Checkpoints through `batcher`; reads execution state from `state` (usually the backend
     /// the batcher itself calls).
     #[must_use]
     pub fn new(batcher: BatcherHandle, state: Arc<dyn DurableBackend>) -> Self {
-        Self { batcher, state }
+        Self {
+            batcher,
+            state,
+            client_tokens: Arc::default(),
+        }
     }
 
     /// The batcher this backend checkpoints through.
@@ -104,12 +129,25 @@ impl DurableBackend for BatchingBackend {
         _arn: &str,
         _checkpoint_token: &str,
         updates: Vec<OperationUpdate>,
-        _client_token: Option<&str>,
+        client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
-        let ack = if updates.is_empty() {
-            self.batcher.refresh().await
-        } else {
-            self.batcher.checkpoint_all(updates).await
+        let ack = match client_token {
+            None => checkpoint(self.batcher.clone(), updates).await,
+            Some(client_token) => {
+                let call = self.client_tokens.call(client_token, updates, |updates| {
+                    checkpoint(self.batcher.clone(), updates).boxed().shared()
+                });
+                match call {
+                    Lookup::Call(call) => call.await,
+                    Lookup::Conflict => {
+                        return Err(BackendError::new(
+                            ErrorKind::Rejected,
+                            "the client token was used before with other updates: a repeated \
+                             client token must repeat its call",
+                        ));
+                    }
+                }
+            }
         };
         ack.map(|ack| output(&ack)).map_err(backend_error)
     }
@@ -124,6 +162,18 @@ impl DurableBackend for BatchingBackend {
         self.state
             .get_execution_state(arn, checkpoint_token, marker, max_items)
             .await
+    }
+}
+
+/// One call's checkpoint: a group, or a refresh when there are no updates.
+async fn checkpoint(
+    batcher: BatcherHandle,
+    updates: Vec<OperationUpdate>,
+) -> Result<CheckpointAck, BatcherError> {
+    if updates.is_empty() {
+        batcher.refresh().await
+    } else {
+        batcher.checkpoint_all(updates).await
     }
 }
 

@@ -33,6 +33,7 @@ mod ack;
 mod actor;
 pub(crate) mod assemble;
 mod batching_backend;
+mod client_tokens;
 mod handle;
 mod message;
 pub(crate) mod queue;

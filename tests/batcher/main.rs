@@ -8,6 +8,7 @@ mod support;
 mod batching;
 mod drains;
 mod groups;
+mod idempotency;
 mod latch;
 mod lifecycle;
 mod pagination;

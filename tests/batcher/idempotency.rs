@@ -1,0 +1,166 @@
+//! `BatchingBackend` keeps the trait's idempotency: a call repeated with its client token is the
+//! same call, as the service treats it, although the batcher sends its own client tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::*;
+use checkpoint_batcher::{BatchingBackend, DurableBackend, ErrorKind};
+
+fn backend(rig: &Rig) -> BatchingBackend {
+    BatchingBackend::new(rig.batcher.clone(), rig.faulty.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_repeated_with_its_client_token_gets_the_first_outcome_and_applies_nothing_again() {
+    let rig = rig(config());
+    let backend = backend(&rig);
+    let call = || vec![start("a"), succeed("a", "1")];
+    let first = backend
+        .checkpoint(ARN, "t", call(), Some("retry-me"))
+        .await
+        .unwrap();
+    // Another clone, as a retry from another task would use.
+    let again = backend
+        .clone()
+        .checkpoint(ARN, "t", call(), Some("retry-me"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.checkpoint_token, first.checkpoint_token,
+        "the repeat is answered with the first call's outcome"
+    );
+    assert_eq!(rig.faulty.calls(), 1, "one request for the two calls");
+    assert_eq!(rig.memory.applied().len(), 2, "applied once");
+    // Without a client token, or under another one, a call is new.
+    backend
+        .checkpoint(ARN, "t", vec![start("b")], None)
+        .await
+        .unwrap();
+    backend
+        .checkpoint(ARN, "t", vec![succeed("b", "2")], Some("other"))
+        .await
+        .unwrap();
+    assert_eq!(rig.memory.applied().len(), 4);
+}
+
+/// An SDK whose call timed out on its side retries it while the first is still on its way: the
+/// retry waits for the first call's outcome instead of queuing the updates again.
+#[tokio::test(start_paused = true)]
+async fn a_retry_of_a_call_still_in_flight_waits_for_it_even_when_the_first_caller_gave_up() {
+    let rig = rig(config());
+    let backend = backend(&rig);
+    rig.faulty.hold();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(10),
+        backend.checkpoint(ARN, "t", vec![start("slow")], Some("slow-call")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the first call is held in flight");
+    let retry = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .checkpoint(ARN, "t", vec![start("slow")], Some("slow-call"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    rig.faulty.release();
+    let output = within(Duration::from_secs(5), retry)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.checkpoint_token.is_some());
+    assert_eq!(rig.faulty.calls(), 1, "the retry sent nothing of its own");
+    assert_eq!(rig.memory.applied().len(), 1, "the update applied once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_client_token_with_other_updates_is_refused_and_nothing_of_it_is_applied() {
+    let rig = rig(config());
+    let backend = backend(&rig);
+    backend
+        .checkpoint(ARN, "t", vec![start("a")], Some("once"))
+        .await
+        .unwrap();
+    let refused = backend
+        .checkpoint(ARN, "t", vec![start("b")], Some("once"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Rejected, "{refused}");
+    assert!(refused.to_string().contains("client token"), "{refused}");
+    rig.batcher.shutdown().await.unwrap();
+    assert_eq!(
+        rig.memory.applied().len(),
+        1,
+        "only the first call's update was applied"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_oldest_client_tokens_are_forgotten_past_the_documented_bound() {
+    let rig = rig(config());
+    let backend = Arc::new(backend(&rig));
+    let bound = BatchingBackend::REMEMBERED_CLIENT_TOKENS;
+    for i in 0..=bound {
+        backend
+            .checkpoint(
+                ARN,
+                "t",
+                vec![start(&format!("s{i}"))],
+                Some(&format!("c{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    let applied = rig.memory.applied().len();
+    // The newest is still remembered: its repeat applies nothing.
+    let newest = format!("c{bound}");
+    backend
+        .checkpoint(ARN, "t", vec![start(&format!("s{bound}"))], Some(&newest))
+        .await
+        .unwrap();
+    assert_eq!(rig.memory.applied().len(), applied);
+    // The oldest was forgotten: its client token is free again, so a call under it with other
+    // updates is a new call, not a conflict.
+    backend
+        .checkpoint(ARN, "t", vec![succeed("s0", "1")], Some("c0"))
+        .await
+        .unwrap();
+    assert_eq!(rig.memory.applied().len(), applied + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn remembered_updates_are_bounded_in_bytes_too() {
+    let rig = rig(config());
+    let backend = backend(&rig);
+    let payload = "x".repeat(1024 * 1024 - 64);
+    let calls = BatchingBackend::REMEMBERED_BYTES / payload.len() + 1;
+    for i in 0..calls {
+        backend
+            .checkpoint(
+                ARN,
+                "t",
+                vec![succeed(&format!("s{i}"), &payload)],
+                Some(&format!("c{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    // Past the bytes held, the oldest call was forgotten: its token is free for a new call.
+    backend
+        .checkpoint(ARN, "t", vec![start("new")], Some("c0"))
+        .await
+        .unwrap();
+    let last = calls - 1;
+    let refused = backend
+        .checkpoint(ARN, "t", vec![start("new")], Some(&format!("c{last}")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ErrorKind::Rejected,
+        "the newest is still held"
+    );
+}
