@@ -243,9 +243,6 @@ pub(crate) enum FailedCall {
     /// Not a call of this update's: an earlier batch was applied but its state pages could not
     /// be read, and this update was refused without being sent.
     AfterStatePage,
-    /// A group split across requests: its first part went in batches that were applied (the
-    /// last of them with state pages that could not be read), its rest was refused unsent.
-    PartlySent,
 }
 
 impl BatchFailure {
@@ -287,9 +284,7 @@ impl BatchFailure {
     pub fn scope(&self) -> FailureScope {
         match self.inner.during {
             FailedCall::Checkpoint => self.inner.cause.kind().scope(),
-            FailedCall::StatePage | FailedCall::AfterStatePage | FailedCall::PartlySent => {
-                FailureScope::Invocation
-            }
+            FailedCall::StatePage | FailedCall::AfterStatePage => FailureScope::Invocation,
         }
     }
 
@@ -301,9 +296,7 @@ impl BatchFailure {
     ///
     /// `false` means *not known* to be applied, not *known not* to be: a call whose answer was
     /// lost on its last attempt may have been applied by the service (see
-    /// [`BatcherStats::unacknowledged`](crate::BatcherStats::unacknowledged)), and a group
-    /// split across requests may have its first part durable (its failure then says "partly
-    /// sent").
+    /// [`BatcherStats::unacknowledged`](crate::BatcherStats::unacknowledged)).
     #[must_use]
     pub fn checkpoint_applied(&self) -> bool {
         self.inner.during == FailedCall::StatePage
@@ -312,12 +305,6 @@ impl BatchFailure {
     /// The same failure as told to an update that was not in the failed batch: never sent.
     pub(crate) fn for_unsent(&self) -> Self {
         self.retold(FailedCall::AfterStatePage)
-    }
-
-    /// The same failure as told to a group whose first part went in applied batches and whose
-    /// rest was never sent.
-    pub(crate) fn for_partly_sent(&self) -> Self {
-        self.retold(FailedCall::PartlySent)
     }
 
     /// This failure as told to callers outside the failed batch; a failed checkpoint call is
@@ -353,10 +340,6 @@ impl fmt::Display for BatchFailure {
             FailedCall::StatePage => "reading the execution state after applied checkpoint batch",
             FailedCall::AfterStatePage => {
                 "not sent: reading the execution state after applied checkpoint batch"
-            }
-            FailedCall::PartlySent => {
-                "partly sent (the group's first updates are durable, its others were not sent): \
-                 reading the execution state after applied checkpoint batch"
             }
         };
         let attempts = self.inner.attempts;

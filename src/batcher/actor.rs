@@ -59,6 +59,12 @@ enum Phase {
     Stopped(BatcherError),
 }
 
+/// What feeds the actor: the queue of commands, and the refreshes' lane beside it.
+pub(crate) struct Channels {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) refreshes: mpsc::Receiver<AckSender>,
+}
+
 pub(crate) struct Actor {
     /// Where the final answer is published for handles (see `Shared::final_answer`). Declared
     /// before `rx` so that it drops first: a handle whose send fails because the actor is gone
@@ -73,6 +79,11 @@ pub(crate) struct Actor {
     rx: mpsc::Receiver<Command>,
     /// False once the channel is closed and drained.
     rx_open: bool,
+    /// The refreshes' own lane, read whatever the queue holds, so that a refresh overtakes a
+    /// full queue. Closed with `rx`.
+    refresh_rx: mpsc::Receiver<AckSender>,
+    /// False once the lane is closed and drained.
+    refresh_open: bool,
     inbox: Vec<Command>,
     shared: Arc<Shared>,
     phase: Phase,
@@ -101,7 +112,7 @@ impl Actor {
         arn: String,
         token: String,
         config: &BatcherConfig,
-        rx: mpsc::Receiver<Command>,
+        channels: Channels,
         shared: Arc<Shared>,
         published: watch::Sender<Option<FinalAnswer>>,
     ) -> Self {
@@ -114,8 +125,10 @@ impl Actor {
             token: token.into(),
             limits,
             policy: Arc::new(config.retry.clone()),
-            rx,
+            rx: channels.commands,
             rx_open: true,
+            refresh_rx: channels.refreshes,
+            refresh_open: true,
             inbox: Vec::with_capacity(limits.max_updates),
             shared,
             phase: Phase::Open,
@@ -177,6 +190,11 @@ impl Actor {
                 // After the call branch: a batch started above is on its way before the callers
                 // of the previous one are answered.
                 () = std::future::ready(()), if self.answers.is_some() => self.deliver(),
+                // Before the queue, and whatever room it has: a refresh waits for no update.
+                reply = self.refresh_rx.recv(), if self.refresh_open => match reply {
+                    Some(reply) => self.on_refresh(reply),
+                    None => self.refresh_open = false,
+                },
                 received = self.rx.recv_many(&mut self.inbox, room), if self.rx_open && room > 0 => {
                     if received == 0 {
                         self.rx_open = false;
@@ -228,7 +246,7 @@ impl Actor {
     }
 
     fn is_done(&self) -> bool {
-        if self.rx_open || self.in_flight.is_some() {
+        if self.rx_open || self.refresh_open || self.in_flight.is_some() {
             return false;
         }
         matches!(self.phase, Phase::Stopped(_))
@@ -287,8 +305,11 @@ impl Actor {
                 self.received += group.len() as u64;
                 self.queue.push_group(group);
             }
-            Command::Refresh(reply) => self.refreshes.push(reply),
-            Command::Flush(reply) if self.received == self.acknowledged => {
+            // Nothing to wait for only when no call is in flight either: a refresh's call that
+            // revokes the token must fail this flush too, as it fails every drain.
+            Command::Flush(reply)
+                if self.received == self.acknowledged && self.in_flight.is_none() =>
+            {
                 let _ = reply.send(Ok(()));
             }
             Command::Flush(reply) => self.flushes.push_back((self.received, reply)),
@@ -300,8 +321,18 @@ impl Actor {
                     self.shared
                         .set_terminal(&BatcherError::closed(CloseReason::ShutDown));
                     self.rx.close();
+                    self.refresh_rx.close();
                 }
             }
+        }
+    }
+
+    fn on_refresh(&mut self, reply: AckSender) {
+        match &self.phase {
+            Phase::Stopped(error) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            _ => self.refreshes.push(reply),
         }
     }
 
@@ -309,6 +340,10 @@ impl Actor {
         let count = self.queue.front_len();
         let mut updates = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(count);
+        // Refreshes that reached the lane meanwhile ride along.
+        while let Ok(reply) = self.refresh_rx.try_recv() {
+            self.refreshes.push(reply);
+        }
         let refreshes = mem::take(&mut self.refreshes);
         self.batches_sent += 1;
         let sequence = self.batches_sent;

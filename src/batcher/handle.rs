@@ -10,7 +10,7 @@ use tracing::Span;
 
 use super::ack::{AckFuture, CheckpointAck};
 use super::assemble::check_group;
-use super::message::{Command, Submission};
+use super::message::{AckSender, Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
 use crate::error::{BatcherError, InvalidUpdate};
@@ -25,6 +25,8 @@ use crate::validate::validate_update;
 #[derive(Clone, Debug)]
 pub struct BatcherHandle {
     tx: mpsc::Sender<Command>,
+    /// The lane of commands that carry no update: a refresh overtakes a full queue.
+    refresh_tx: mpsc::Sender<AckSender>,
     shared: Arc<Shared>,
     flush_interval: Duration,
 }
@@ -32,11 +34,13 @@ pub struct BatcherHandle {
 impl BatcherHandle {
     pub(crate) fn new(
         tx: mpsc::Sender<Command>,
+        refresh_tx: mpsc::Sender<AckSender>,
         shared: Arc<Shared>,
         flush_interval: Duration,
     ) -> Self {
         Self {
             tx,
+            refresh_tx,
             shared,
             flush_interval,
         }
@@ -172,12 +176,20 @@ impl BatcherHandle {
     /// when one goes next anyway. The batch it joins is sent without waiting for the flush
     /// interval.
     ///
+    /// A refresh carries no update, so it does not queue behind updates: it reaches the batcher
+    /// in a lane of its own and goes with the next call, within one round trip of the call in
+    /// flight, however full the queue is. Its acknowledgement therefore says nothing of updates
+    /// submitted before it that are still queued (use [`flush`](Self::flush) for that).
+    ///
     /// # Errors
     ///
     /// As [`checkpoint`](Self::checkpoint), but never [`BatcherError::InvalidUpdate`].
     pub async fn refresh(&self) -> Result<CheckpointAck, BatcherError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Refresh(reply)).await?;
+        self.refresh_tx
+            .send(reply)
+            .await
+            .map_err(|_| self.stopped())?;
         AckFuture::new(rx, Arc::clone(&self.shared)).await
     }
 

@@ -42,7 +42,6 @@ pub(crate) enum Command {
     Update(Submission),
     /// The updates of one `submit_all`, in order.
     Group(Vec<Submission>),
-    Refresh(AckSender),
     Flush(FlushSender),
     Shutdown(ShutdownSender),
 }

@@ -61,6 +61,11 @@ use crate::limits::SERVICE_MAX_TOKEN_CHARS;
 use actor::Actor;
 use shared::Shared;
 
+/// Refreshes that may wait in their own lane, beside the queue (see `BatcherHandle::refresh`).
+/// The actor empties the lane whenever it runs, whatever the queue holds, so a refresh rarely
+/// waits for room here.
+const REFRESH_LANE: usize = 64;
+
 /// Starts batchers: one actor task per durable execution that owns its checkpoint token, fed by
 /// cloned [`BatcherHandle`]s. Every checkpoint call consumes the token and returns the next, so
 /// one call can usefully be in flight at a time; the actor gathers whatever queued while the
@@ -221,10 +226,15 @@ impl CheckpointBatcher {
     ) -> Result<(BatcherHandle, Actor), ConfigError> {
         Self::check_start(&arn, &token, config)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let (refresh_tx, refresh_rx) = mpsc::channel(REFRESH_LANE);
         let (report_tx, report_rx) = watch::channel(None);
         let shared = Arc::new(Shared::new(report_rx));
-        let handle = BatcherHandle::new(tx, Arc::clone(&shared), config.flush_interval);
-        let actor = Actor::new(backend, arn, token, config, rx, shared, report_tx);
+        let handle = BatcherHandle::new(tx, refresh_tx, Arc::clone(&shared), config.flush_interval);
+        let channels = actor::Channels {
+            commands: rx,
+            refreshes: refresh_rx,
+        };
+        let actor = Actor::new(backend, arn, token, config, channels, shared, report_tx);
         Ok((handle, actor))
     }
 }

@@ -251,9 +251,7 @@ where
 {
     let what = match during {
         FailedCall::Checkpoint => "checkpoint call",
-        FailedCall::StatePage | FailedCall::AfterStatePage | FailedCall::PartlySent => {
-            "state page call"
-        }
+        FailedCall::StatePage | FailedCall::AfterStatePage => "state page call",
     };
     let (result, made) = with_retries(policy, rng, what, || shared.record_retry(), call).await;
     *attempts += made;

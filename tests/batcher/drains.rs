@@ -139,6 +139,42 @@ async fn flushes_over_a_batch_answered_with_a_revocation_agree_with_the_shutdown
     }
 }
 
+/// A flush that reached the actor while a refresh's call (no updates) was in flight has no
+/// update of its own to wait for, but the call may still revoke the token: then it is told the
+/// revocation, as every other drain is.
+#[tokio::test(start_paused = true)]
+async fn a_flush_during_a_refresh_that_revokes_the_token_is_told_the_revocation() {
+    let rig = rig(config());
+    rig.faulty.hold();
+    rig.faulty.push(Fault::Respond(
+        CheckpointDurableExecutionOutput::builder().build(),
+    ));
+    let refresh = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.refresh().await }
+    });
+    rig.faulty.wait_for_calls(1).await;
+    let flush = tokio::spawn({
+        let batcher = rig.batcher.clone();
+        async move { batcher.flush().await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    rig.faulty.release();
+    let refreshed = within(LIMIT, refresh).await.unwrap().unwrap();
+    assert_eq!(
+        refreshed.checkpoint_token(),
+        None,
+        "the call revoked the token"
+    );
+    let flushed = within(LIMIT, flush).await.unwrap();
+    assert!(
+        matches!(&flushed, Err(e) if is_closed(e, CloseReason::TokenRevoked)),
+        "a flush over a revoking call is no success: {flushed:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_cut_short_by_a_latched_failure_returns_that_failure() {
     let rig = rig(config());

@@ -254,12 +254,7 @@ async fn code_written_against_the_trait_gets_coalesced_calls_and_the_right_token
             for call in 0..CALLS {
                 let id = format!("t{task}-c{call}");
                 let output = backend
-                    .checkpoint(
-                        ARN,
-                        &token,
-                        vec![start(&id), succeed(&id, "1")],
-                        Some("ignored"),
-                    )
+                    .checkpoint(ARN, &token, vec![start(&id), succeed(&id, "1")], Some(&id))
                     .await
                     .expect("every call is durable");
                 // Threading the returned token, as such code does; stale by the next call.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod pagination;
 #[cfg(feature = "emulator")]
 mod redaction;
+mod refresh;
 mod retries;
 mod terminal;
 mod timing;

@@ -143,28 +143,15 @@ impl Actor {
         self.phase = Phase::Stopped(error.clone());
         self.shared.set_terminal(&error);
         self.rx.close();
+        self.refresh_rx.close();
         self.shared
             .record_unacknowledged(failed_updates + self.queue.len());
         for reply in first {
             let _ = reply.send(Err(first_error.clone()));
         }
-        // A group whose first updates were sent before the stop is told so: "not sent" would
-        // deny what the service holds.
-        let partly_sent = match &error {
-            BatcherError::Failed(failure) => BatcherError::Failed(failure.for_partly_sent()),
-            other => other.clone(),
-        };
-        let mut group_left = 0_usize;
-        for submission in self.queue.drain() {
-            let started_here = submission.unit > 0 || group_left > 0;
-            group_left = match submission.unit {
-                0 => group_left.saturating_sub(1),
-                unit => unit - 1,
-            };
-            if let Some(reply) = submission.reply {
-                let answer = if started_here { &error } else { &partly_sent };
-                let _ = reply.send(Err(answer.clone()));
-            }
+        // Nothing queued was sent: a group never leaves in parts (README, "Groups").
+        for reply in self.queue.drain().filter_map(|submission| submission.reply) {
+            let _ = reply.send(Err(error.clone()));
         }
         for reply in self.refreshes.drain(..) {
             let _ = reply.send(Err(error.clone()));
@@ -229,7 +216,6 @@ impl Actor {
                 self.shared.record_unacknowledged(group.len());
                 group.into_iter().filter_map(|s| s.reply).collect()
             }
-            Command::Refresh(reply) => vec![reply],
             Command::Flush(reply) => {
                 let _ = reply.send(self.final_answer().map(drop));
                 Vec::new()
