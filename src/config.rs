@@ -31,11 +31,15 @@ use crate::limits::{SERVICE_MAX_BATCH_BYTES, SERVICE_MAX_BATCH_UPDATES};
 pub struct BatcherConfig {
     /// The most updates one checkpoint call carries (1 to 250).
     ///
-    /// Default: 250, the service's limit. Smaller batches only add calls.
+    /// Default: 250, the service's limit. Smaller batches only add calls. A group
+    /// ([`checkpoint_all`](crate::BatcherHandle::checkpoint_all)) larger than this still goes
+    /// whole, alone in its request: this shapes batching, not atomicity (the crate README's
+    /// "Groups" guarantee).
     pub max_batch_updates: usize,
     /// The most bytes one checkpoint request body may hold, counted exactly as the JSON the AWS
     /// SDK sends (envelope included). An update that alone exceeds it is sent alone and the
-    /// service decides.
+    /// service decides; a group that exceeds it goes whole, alone in its request, up to the
+    /// service's limit (the crate README's "Groups" guarantee).
     ///
     /// Default: 750 KiB, the service's limit
     /// ([`SERVICE_MAX_BATCH_BYTES`](crate::SERVICE_MAX_BATCH_BYTES)), which is also the most it

@@ -361,11 +361,11 @@ impl BatcherHandle {
         Ok((Command::Group(group), ack))
     }
 
-    /// Queues `updates` as one group and waits until all of them are durable: they stay in
-    /// order and go in one checkpoint request whenever they fit its limits together (a group
-    /// larger than one request is split, in order). This is what a caller that checkpoints
-    /// several updates of one operation at once (a START and its SUCCEED, a CONTEXT and its
-    /// children) needs.
+    /// Queues `updates` as one group and waits until all of them are durable: they go whole,
+    /// in order, in one checkpoint request, alone in it if they must, as the crate README's
+    /// "Groups" guarantee states (the configured batch limits do not split a group; the
+    /// service's limits refuse one). This is what a caller that checkpoints several updates of
+    /// one operation at once (a START and its SUCCEED, a CONTEXT and its children) needs.
     ///
     /// The acknowledgement is that of the group's last update: its
     /// [`position`](CheckpointAck::position) is the last update's index in its batch.
@@ -373,10 +373,10 @@ impl BatcherHandle {
     /// # Errors
     ///
     /// As [`checkpoint`](Self::checkpoint); [`BatcherError::InvalidUpdate`] for an empty group,
-    /// for the first update that breaks a field constraint, or for a group that breaks a rule
-    /// of one request (an update after an EXECUTION update, two updates of one Id other than a
-    /// START and one more of a STEP or CONTEXT), which the service would refuse whole: then
-    /// nothing was queued.
+    /// for the first update that breaks a field constraint, or for a group the service could
+    /// not take in one request (over 250 updates or 750 KiB, an update after an EXECUTION
+    /// update, two updates of one Id other than a STEP's or CONTEXT's START and the update that
+    /// ends it), which it would refuse whole: then nothing was queued.
     ///
     /// # Cancel safety
     ///
@@ -415,7 +415,8 @@ impl BatcherHandle {
     ///
     /// # Errors
     ///
-    /// As [`submit`](Self::submit); [`BatcherError::InvalidUpdate`] for an empty group.
+    /// As [`submit`](Self::submit); [`BatcherError::InvalidUpdate`] as for
+    /// [`checkpoint_all`](Self::checkpoint_all), before anything is queued.
     ///
     /// # Cancel safety
     ///
