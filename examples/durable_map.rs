@@ -1,7 +1,8 @@
 //! A durable map on `lambda_runtime`: the batcher inside a real durable function.
 //!
-//! The input is `{"items": N, "concurrency": C}`. Item `i` is one STEP with Id `item-{i}` whose
-//! result is the JSON number `i*i`; at most `C` items run at once. Each item submits its START
+//! The input is `{"items": N, "concurrency": C}`, both whole numbers (`C` at least 1). Item `i`
+//! is one STEP with Id `item-{i}` whose result is the JSON number `i*i`; at most `C` items run
+//! at once. Each item submits its START
 //! without waiting and awaits its SUCCEED, so the batcher carries hundreds of them per call.
 //! The output is `SUCCEEDED` with `{"items": N, "sum": <sum of i*i>}`. An optional `"pad": B`
 //! (a test knob) adds a string of `B` bytes to the result, to try results over the response
@@ -13,12 +14,14 @@
 //!
 //! Output: a result over [`MAX_RESPONSE_BYTES`] is checkpointed as an EXECUTION SUCCEED update
 //! and the output's `Result` is left out. A token the service revoked (a checkpoint answered
-//! without a new one) returns `PENDING`; the service invokes the function again. An
-//! execution-scope failure (the service rejected an update), an update refused locally or an
-//! input that is not JSON returns `FAILED` with the error: replaying cannot mend them. Anything
-//! else (a token refused as stale, throttling or 5xx that outlasted the retries, unreadable
-//! state) returns `Err`, so that Lambda retries the invocation, which replays from what is
-//! durable.
+//! without a new one) returns `PENDING`; the service invokes the function again. Every other
+//! error is mapped by its scope alone: an execution-scope error returns `FAILED` with the error,
+//! since replaying cannot mend it (the service rejected an update, KMS failed, an update was
+//! refused locally, the event cannot be read, the input lacks a field or has one of the wrong
+//! type, a stored result is not a number); anything else (a token refused as stale, throttling
+//! or 5xx that outlasted the retries) returns `Err`, so that Lambda retries the invocation,
+//! which replays from what is durable. Whatever the answer, the batcher is shut down first:
+//! the updates already queued are written (or refused) before it, and nothing after.
 //!
 //! `cargo run --example durable_map --features lambda` builds it and waits for the Lambda
 //! runtime API, as any handler does. `RealBackend::from_env` reads the standard AWS
@@ -31,7 +34,7 @@ use aws_sdk_lambda::types::{
     ErrorObject, OperationAction, OperationStatus, OperationType, OperationUpdate,
 };
 use checkpoint_batcher::invocation::{
-    History, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES,
+    History, InvocationError, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES,
 };
 use checkpoint_batcher::{
     BatcherConfig, BatcherError, BatcherHandle, CheckpointBatcher, CloseReason, DurableBackend,
@@ -56,23 +59,72 @@ pub async fn handle(
     event: Value,
     config: BatcherConfig,
 ) -> Result<Value, Error> {
-    let event = InvocationEvent::from_value(event)?;
-    let (batcher, history) = CheckpointBatcher::for_invocation(backend, &event, config).await?;
+    let started = match InvocationEvent::from_value(event) {
+        Ok(event) => CheckpointBatcher::for_invocation(backend, &event, config).await,
+        Err(error) => Err(error),
+    };
+    // No batcher was started: nothing can have been written.
+    let (batcher, history) = match started {
+        Ok(started) => started,
+        Err(error) => return Ok(answer(error.into())?.to_value()),
+    };
     let output = match run(&batcher, &history).await {
         Ok(output) => output,
-        Err(error) => match error.downcast_ref::<BatcherError>() {
-            Some(e) if revoked(e) => InvocationOutput::Pending,
-            Some(e) if e.scope() == Some(FailureScope::Execution) => match e.kind() {
-                Some(ErrorKind::Kms) => failed("CheckpointKmsFailure", e),
-                _ => failed("CheckpointRejected", e),
-            },
-            // Replaying cannot mend a bad update or bad input: fail the execution.
-            Some(e @ BatcherError::InvalidUpdate(_)) => failed("InvalidUpdate", e),
-            None if error.is::<serde_json::Error>() => failed("InvalidInput", &*error),
-            _ => return Err(error),
-        },
+        Err(error) => {
+            // Items still in flight were dropped with their updates queued: drain them (or let
+            // the latch refuse them) now, so that nothing is written after the answer. The
+            // error that stopped the map is the answer, not the drain's.
+            let _drained = batcher.shutdown().await;
+            answer(error)?
+        }
     };
     Ok(output.to_value())
+}
+
+/// The output for an error that stopped the invocation, chosen by its scope alone; `Err` for
+/// Lambda to retry the invocation.
+fn answer(error: Error) -> Result<InvocationOutput, Error> {
+    if error.downcast_ref::<BatcherError>().is_some_and(revoked) {
+        return Ok(InvocationOutput::Pending);
+    }
+    match scope(&error) {
+        Some(FailureScope::Execution) => Ok(failed(error_type(&error), &*error)),
+        _ => Err(error),
+    }
+}
+
+/// Which side should give up: the crate's errors say it themselves; input or history the map
+/// cannot use fails the execution, since every replay would read the same.
+fn scope(error: &Error) -> Option<FailureScope> {
+    if let Some(e) = error.downcast_ref::<BatcherError>() {
+        e.scope()
+    } else if let Some(e) = error.downcast_ref::<InvocationError>() {
+        Some(e.scope())
+    } else if error.is::<Unusable>() {
+        Some(FailureScope::Execution)
+    } else {
+        None
+    }
+}
+
+fn error_type(error: &Error) -> &'static str {
+    if let Some(e) = error.downcast_ref::<BatcherError>() {
+        match (e, e.kind()) {
+            (BatcherError::InvalidUpdate(_), _) => "InvalidUpdate",
+            (_, Some(ErrorKind::Kms)) => "CheckpointKmsFailure",
+            _ => "CheckpointRejected",
+        }
+    } else if let Some(e) = error.downcast_ref::<InvocationError>() {
+        match e.kind() {
+            Some(ErrorKind::Kms) => "StateKmsFailure",
+            Some(_) => "StateRejected",
+            None => "InvalidEvent",
+        }
+    } else if let Some(e) = error.downcast_ref::<Unusable>() {
+        e.error_type
+    } else {
+        "Unknown"
+    }
 }
 
 fn failed(error_type: &str, error: &dyn std::error::Error) -> InvocationOutput {
@@ -80,11 +132,52 @@ fn failed(error_type: &str, error: &dyn std::error::Error) -> InvocationOutput {
     InvocationOutput::failed(object.error_message(error.to_string()).build())
 }
 
+/// Input or a stored result the map cannot use. Every replay would read the same, so it fails
+/// the execution.
+#[derive(Debug)]
+struct Unusable {
+    error_type: &'static str,
+    message: String,
+}
+
+impl Unusable {
+    fn input(message: impl Into<String>) -> Self {
+        Self {
+            error_type: "InvalidInput",
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
+/// The input's member `field`, which must be present and a whole number of at least `min`; the
+/// error names the field.
+fn whole_number(input: &Value, field: &str, min: u64) -> Result<u64, Unusable> {
+    match input.get(field) {
+        None => Err(Unusable::input(format!(
+            "invalid input: {field} is missing"
+        ))),
+        Some(value) => value.as_u64().filter(|n| *n >= min).ok_or_else(|| {
+            Unusable::input(format!(
+                "invalid input: {field} must be a whole number of at least {min}, got {value}"
+            ))
+        }),
+    }
+}
+
 /// The map itself; every error is returned for [`handle`] to map to an output.
 async fn run(batcher: &BatcherHandle, history: &History) -> Result<InvocationOutput, Error> {
-    let input: Value = serde_json::from_str(history.input().unwrap_or("{}"))?;
-    let items = input["items"].as_u64().unwrap_or(0);
-    let concurrency = input["concurrency"].as_u64().unwrap_or(1).max(1);
+    let input: Value = serde_json::from_str(history.input().unwrap_or("{}"))
+        .map_err(|e| Unusable::input(format!("invalid input: not JSON: {e}")))?;
+    let items = whole_number(&input, "items", 0)?;
+    let concurrency = whole_number(&input, "concurrency", 1)?;
     let sum = stream::iter(0..items)
         .map(|i| item(batcher, history, i))
         .buffer_unordered(usize::try_from(concurrency)?)
@@ -92,7 +185,8 @@ async fn run(batcher: &BatcherHandle, history: &History) -> Result<InvocationOut
         .await?;
 
     let mut result = json!({"items": items, "sum": sum});
-    if let Some(pad) = input["pad"].as_u64() {
+    if input.get("pad").is_some() {
+        let pad = whole_number(&input, "pad", 0)?;
         result["pad"] = json!("x".repeat(usize::try_from(pad)?));
     }
     let result = result.to_string();
@@ -119,9 +213,17 @@ async fn item(batcher: &BatcherHandle, history: &History, i: u64) -> Result<u64,
     match step.map(|op| op.status()) {
         Some(OperationStatus::Succeeded) => {
             let stored = step.and_then(|op| op.step_details()?.result());
-            return Ok(serde_json::from_str(
-                stored.ok_or("a SUCCEEDED step has a result")?,
-            )?);
+            return stored
+                .and_then(|result| serde_json::from_str(result).ok())
+                .ok_or_else(|| {
+                    let message =
+                        format!("invalid history: {id} has no whole number as its result");
+                    Unusable {
+                        error_type: "InvalidHistory",
+                        message,
+                    }
+                    .into()
+                });
         }
         // Started by an earlier invocation: the service refuses a second START.
         Some(OperationStatus::Started) => {}

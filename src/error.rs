@@ -470,26 +470,35 @@ pub enum BatcherError {
 }
 
 impl BatcherError {
-    /// Which side should give up, when this error is a failure rather than a closed batcher or a
-    /// refused update.
+    /// Which side should give up when a handler cannot go on past this error.
     ///
-    /// For [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`] it is
-    /// [`FailureScope::Invocation`]: the invocation should stop and be re-invoked. So it is for
-    /// [`CloseReason::WorkerGone`]: updates may be unwritten, and a re-invocation replays from
-    /// what is durable.
+    /// - [`BatcherError::Failed`]: the failure's scope (its [`ErrorKind`], or the invocation's
+    ///   when the batch was applied and only its state pages failed).
+    /// - [`BatcherError::Closed`] with [`CloseReason::TokenRevoked`]:
+    ///   [`FailureScope::Invocation`], the invocation should stop and be re-invoked. So it is
+    ///   for [`CloseReason::WorkerGone`]: updates may be unwritten, and a re-invocation replays
+    ///   from what is durable.
+    /// - [`BatcherError::InvalidUpdate`]: [`FailureScope::Execution`]. The handler built an
+    ///   update the service would refuse; a re-invocation replays the same code and builds it
+    ///   again, so re-invoking would never end. Only this caller is refused: the batcher goes
+    ///   on, and a handler that can do without the update may carry on.
+    /// - [`BatcherError::QueueFull`]: [`FailureScope::Invocation`]. The queue drains as calls
+    ///   complete; nothing is wrong with the execution.
+    /// - `None` for [`BatcherError::Closed`] with [`CloseReason::ShutDown`] or
+    ///   [`CloseReason::ExecutionCompleted`]: the handler's own shutdown or the execution's
+    ///   completion closed the batcher, and no failure is left for either side to act on.
     #[must_use]
     pub fn scope(&self) -> Option<FailureScope> {
         match self {
             Self::Failed(failure) => Some(failure.scope()),
-            Self::Closed(closed)
-                if matches!(
-                    closed.reason(),
-                    CloseReason::TokenRevoked | CloseReason::WorkerGone
-                ) =>
-            {
-                Some(FailureScope::Invocation)
-            }
-            _ => None,
+            Self::Closed(closed) => match closed.reason() {
+                CloseReason::TokenRevoked | CloseReason::WorkerGone => {
+                    Some(FailureScope::Invocation)
+                }
+                CloseReason::ShutDown | CloseReason::ExecutionCompleted => None,
+            },
+            Self::QueueFull => Some(FailureScope::Invocation),
+            Self::InvalidUpdate(_) => Some(FailureScope::Execution),
         }
     }
 

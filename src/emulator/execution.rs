@@ -19,6 +19,7 @@
 //! - Counters only grow.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use axum::body::Bytes;
 
@@ -28,13 +29,16 @@ use super::paging::{self, Marker};
 use super::rules::{OpType, OpView, Status};
 use super::snapshot::{AppliedUpdate, ExecutionSnapshot};
 use super::wire;
+use crate::redact::{Redacted, Withheld};
 
 /// A change the service makes on its own (timer fired, callback answered, invoked
 /// function returned), applied with [`super::Emulator::complete_operation`]. The
 /// EXECUTION operation is not completed this way (see
 /// [`super::Emulator::stop_execution`]). The changed operation is reported in the next applied checkpoint's
 /// `NewExecutionState`, which is how an empty checkpoint "fetches new state".
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows a result or a message as its length only.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Completion {
     /// The operation succeeded with this result (WAIT fired, callback succeeded...).
@@ -46,6 +50,23 @@ pub enum Completion {
     /// A STEP waiting for its retry (PENDING) may run its next attempt (READY); only
     /// for a PENDING STEP.
     Ready,
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Succeed(result) => f
+                .debug_tuple("Succeed")
+                .field(&result.as_deref().map(Withheld))
+                .finish(),
+            Self::Fail(message) => f
+                .debug_tuple("Fail")
+                .field(&message.as_deref().map(Withheld))
+                .finish(),
+            Self::TimeOut => f.write_str("TimeOut"),
+            Self::Ready => f.write_str("Ready"),
+        }
+    }
 }
 
 /// The answer to an applied checkpoint, kept for a retry of the same request.
@@ -61,8 +82,8 @@ pub(super) struct StoredReply {
 /// only slow down the emulator that the client itself drives, on a test machine.
 pub(super) type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-/// One execution and everything held for it.
-#[derive(Debug)]
+/// One execution and everything held for it. `Debug` shows the token redacted and counts the
+/// rest: operations and stored replies hold payloads and tokens.
 pub(super) struct Execution {
     pub(super) arn: String,
     pub(super) name: String,
@@ -85,6 +106,23 @@ pub(super) struct Execution {
     pub(super) paged_changes: HashMap<u64, Vec<usize>>,
     /// Operations changed by the service since the last applied checkpoint.
     pub(super) service_changes: Vec<usize>,
+}
+
+impl fmt::Debug for Execution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Execution")
+            .field("arn", &self.arn)
+            .field("name", &self.name)
+            .field(
+                "current_token",
+                &self.current_token.as_deref().map(Redacted),
+            )
+            .field("completed", &self.completed)
+            .field("operations", &self.ops.len())
+            .field("applied_checkpoints", &self.applied_checkpoints)
+            .field("idempotency_records", &self.idempotency.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Execution {

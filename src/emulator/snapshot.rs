@@ -1,7 +1,15 @@
 //! Read-only copies of what the emulated service holds, for tests to assert on.
+//!
+//! Their fields are public, for tests to read; their `Debug` shows tokens as their length and
+//! a hash and payloads (results, inputs, error texts) as their length only, as the rest of the
+//! crate does.
+
+use std::fmt;
+
+use crate::redact::{Redacted, Withheld};
 
 /// One execution as the emulator holds it, copied out by [`super::Emulator::execution`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ExecutionSnapshot {
     /// The execution's ARN (contains `/`; URL-encode it in paths).
@@ -49,7 +57,7 @@ impl ExecutionSnapshot {
 }
 
 /// One operation's current state and history.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OperationRecord {
     /// Operation Id.
@@ -80,7 +88,7 @@ pub struct OperationRecord {
 }
 
 /// An `ErrorObject` as received.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorRecord {
     /// `ErrorType`.
@@ -109,4 +117,68 @@ pub struct AppliedUpdate {
     pub action: String,
     /// `ClientToken` of the request, if it had one.
     pub client_token: Option<String>,
+}
+
+impl fmt::Debug for ExecutionSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionSnapshot")
+            .field("arn", &self.arn)
+            .field("name", &self.name)
+            .field("execution_operation_id", &self.execution_operation_id)
+            .field(
+                "current_token",
+                &self.current_token.as_deref().map(Redacted),
+            )
+            .field("completed", &self.completed)
+            .field("checkpoint_calls", &self.checkpoint_calls)
+            .field("applied_checkpoints", &self.applied_checkpoints)
+            .field("replayed_checkpoints", &self.replayed_checkpoints)
+            .field("rejected_checkpoints", &self.rejected_checkpoints)
+            .field("faulted_checkpoints", &self.faulted_checkpoints)
+            .field("lost_answers", &self.lost_answers)
+            .field("state_calls", &self.state_calls)
+            .field("request_body_sizes", &self.request_body_sizes)
+            .field("operations", &self.operations)
+            .field("applied", &self.applied)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OperationRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationRecord")
+            .field("id", &self.id)
+            .field("parent_id", &self.parent_id)
+            .field("name", &self.name)
+            .field("sub_type", &self.sub_type)
+            .field("op_type", &self.op_type)
+            .field("status", &self.status)
+            .field("history", &self.history)
+            .field("payload", &self.payload.as_deref().map(Withheld))
+            .field("result", &self.result.as_deref().map(Withheld))
+            .field("error", &self.error)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ErrorRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorRecord")
+            .field("error_type", &self.error_type)
+            .field(
+                "error_message",
+                &self.error_message.as_deref().map(Withheld),
+            )
+            .field("error_data", &self.error_data.as_deref().map(Withheld))
+            .field(
+                "stack_trace",
+                &self
+                    .stack_trace
+                    .iter()
+                    .map(|line| Withheld(line.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }

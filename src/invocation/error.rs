@@ -1,12 +1,13 @@
 //! [`InvocationError`]: what can go wrong reading an invocation event or loading the history.
 
-use crate::error::{BackendError, ConfigError, ErrorKind};
+use crate::error::{BackendError, ConfigError, ErrorKind, FailureScope};
 
 /// The invocation event could not be read, or the execution's history could not be loaded.
 ///
-/// None of these failures means that the execution is wrong: no update has been written when
-/// they happen, so the right answer is to fail the invocation (return an error to Lambda) and
-/// let the service invoke the function again.
+/// No update has been written when one of these happens. Which side should give up is
+/// [`scope`](Self::scope): the invocation (return an error to Lambda, which invokes the function
+/// again) when a later attempt can succeed, the execution (return `FAILED`) when every
+/// re-invocation would meet the same failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvocationError {
@@ -83,6 +84,54 @@ pub enum InvocationError {
 }
 
 impl InvocationError {
+    /// Which side should give up: every variant has a scope.
+    ///
+    /// - [`FailureScope::Execution`] for an event the crate cannot read
+    ///   ([`Malformed`](Self::Malformed), [`MissingField`](Self::MissingField),
+    ///   [`MalformedOperation`](Self::MalformedOperation),
+    ///   [`MissingOperationField`](Self::MissingOperationField),
+    ///   [`InvalidOperationField`](Self::InvalidOperationField)). The service builds every
+    ///   invocation's event from the same durable history, and a re-invocation runs the same
+    ///   version of the function, so re-invoking would meet the same event forever: an endless
+    ///   loop of failed invocations is worse than one failed execution that says what it could
+    ///   not read.
+    /// - [`FailureScope::Execution`] for [`Config`](Self::Config): the handler's own
+    ///   configuration is out of range, and every re-invocation would build it again.
+    /// - For [`StateFailed`](Self::StateFailed), the scope of its cause
+    ///   ([`ErrorKind::scope`]): a KMS failure or a rejected read fails the execution; a stale
+    ///   token, credentials, throttling or a transient failure that outlasted the retries, the
+    ///   invocation.
+    /// - [`FailureScope::Invocation`] for [`RepeatedMarker`](Self::RepeatedMarker): the
+    ///   service misbehaved while listing a history it holds whole, and a re-invocation reads
+    ///   the pages afresh, with a fresh token; failing the execution would lose it to the
+    ///   service's fault.
+    /// - [`FailureScope::Execution`] for [`TooManyPages`](Self::TooManyPages): the history only
+    ///   grows, so every re-invocation would find it past the bound again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use checkpoint_batcher::FailureScope;
+    /// use checkpoint_batcher::invocation::InvocationEvent;
+    ///
+    /// let error = InvocationEvent::from_slice(br#"{"CheckpointToken": "dG9rZW4"}"#).unwrap_err();
+    /// assert_eq!(error.scope(), FailureScope::Execution, "{error}");
+    /// ```
+    #[must_use]
+    pub fn scope(&self) -> FailureScope {
+        match self {
+            Self::StateFailed { cause, .. } => cause.kind().scope(),
+            Self::RepeatedMarker { .. } => FailureScope::Invocation,
+            Self::Malformed(_)
+            | Self::MissingField { .. }
+            | Self::MalformedOperation { .. }
+            | Self::MissingOperationField { .. }
+            | Self::InvalidOperationField { .. }
+            | Self::Config(_)
+            | Self::TooManyPages { .. } => FailureScope::Execution,
+        }
+    }
+
     /// The classification of the backend failure behind this error, if there is one.
     #[must_use]
     pub fn kind(&self) -> Option<ErrorKind> {

@@ -1,5 +1,6 @@
 //! [`InvocationEvent`]: the event of one invocation, parsed into the SDK's types.
 
+use std::fmt;
 use std::str::FromStr;
 
 use aws_sdk_lambda::primitives::DateTime;
@@ -10,6 +11,7 @@ use aws_sdk_lambda::types::{
 use serde::Deserialize;
 
 use super::error::InvocationError;
+use crate::redact::Redacted;
 use crate::wire;
 
 /// The largest timestamp magnitude accepted, in epoch milliseconds: the range of JavaScript
@@ -46,9 +48,11 @@ const MAX_EPOCH_MILLIS: f64 = 8.64e15;
 /// assert_eq!(event.checkpoint_token(), "dG9rZW4");
 /// assert_eq!(event.operations()[0].start_timestamp().to_millis()?, 1_700_000_000_000);
 /// assert_eq!(event.next_marker(), None);
+/// // `Debug` shows the token as its length and a hash, and the SDK hides the payloads.
+/// assert!(!format!("{event:?}").contains("dG9rZW4"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct InvocationEvent {
     arn: String,
     checkpoint_token: String,
@@ -134,6 +138,19 @@ impl InvocationEvent {
     #[must_use]
     pub fn next_marker(&self) -> Option<&str> {
         self.next_marker.as_deref()
+    }
+}
+
+impl fmt::Debug for InvocationEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a bearer credential for the execution; the operations' payloads are
+        // hidden by the SDK's own `Debug`.
+        f.debug_struct("InvocationEvent")
+            .field("arn", &self.arn)
+            .field("checkpoint_token", &Redacted(&self.checkpoint_token))
+            .field("operations", &self.operations)
+            .field("next_marker", &self.next_marker)
+            .finish()
     }
 }
 

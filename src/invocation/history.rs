@@ -73,8 +73,8 @@ impl History {
     ///   and [`InvocationError::TooManyPages`] past 1000 pages (a million operations): pages
     ///   that would never end.
     ///
-    /// Each means the invocation should fail (no update has been written yet), and the service
-    /// invoke the function again.
+    /// No update has been written when one happens; [`InvocationError::scope`] says whether
+    /// the invocation or the execution should fail.
     ///
     /// # Cancel safety
     ///

@@ -1,8 +1,11 @@
 //! [`InvocationOutput`]: what a durable function returns, in the service's format.
 
+use std::fmt;
+
 use aws_sdk_lambda::types::ErrorObject;
 use serde::{Serialize, Serializer};
 
+use crate::redact::Withheld;
 use crate::wire;
 
 /// The largest response a durable function may return, in bytes: 6 MiB less 50 bytes.
@@ -29,6 +32,9 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 50;
 /// A failure of the invocation (a throttled or transient checkpoint that kept failing, a stale
 /// token) is not an output: the handler returns an error to Lambda, which invokes it again.
 ///
+/// `Debug` shows a result as its length only, and an error as the SDK shows it (every member
+/// hidden): both are the user's data.
+///
 /// # Examples
 ///
 /// ```
@@ -48,7 +54,7 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 50;
 /// assert_eq!(InvocationOutput::Pending.to_value(), serde_json::json!({"Status": "PENDING"}));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum InvocationOutput {
     /// The execution completed (`SUCCEEDED`).
@@ -101,6 +107,19 @@ impl InvocationOutput {
     pub fn to_value(&self) -> serde_json::Value {
         // Only strings and lists of strings: the conversion cannot fail.
         serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for InvocationOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Succeeded { result } => f
+                .debug_struct("Succeeded")
+                .field("result", &result.as_deref().map(Withheld))
+                .finish(),
+            Self::Failed { error } => f.debug_struct("Failed").field("error", error).finish(),
+            Self::Pending => f.write_str("Pending"),
+        }
     }
 }
 

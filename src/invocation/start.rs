@@ -24,8 +24,8 @@ impl CheckpointBatcher {
     ///   token when it is longer than the service allows; nothing was called.
     /// - The errors of [`History::load`] when a state page cannot be read.
     ///
-    /// None of them means the execution is wrong: the handler should fail the invocation
-    /// (return an error to Lambda) and let the service invoke it again.
+    /// [`InvocationError::scope`] says which side should give up: the invocation (return an
+    /// error to Lambda, which invokes the function again) or the execution (return `FAILED`).
     ///
     /// # Cancel safety
     ///

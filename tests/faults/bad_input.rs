@@ -3,8 +3,8 @@
 
 use crate::support::*;
 use aws_sdk_lambda::types::{ErrorObject, OperationAction, OperationType, OperationUpdate};
-use checkpoint_batcher::BatcherError;
 use checkpoint_batcher::emulator::Faults;
+use checkpoint_batcher::{BatcherError, FailureScope};
 
 fn with_error(id: &str, data_bytes: usize) -> OperationUpdate {
     OperationUpdate::builder()
@@ -150,7 +150,11 @@ async fn each_broken_field_fails_only_its_caller_and_the_others_go_through() {
                 error.to_string().contains(field),
                 "{what}: a clear message: {error}"
             );
-            assert_eq!(error.scope(), None, "{what}: only this caller is concerned");
+            assert_eq!(
+                error.scope(),
+                Some(FailureScope::Execution),
+                "{what}: a refused update is the handler's bug, which a re-invocation would repeat: it fails the execution"
+            );
         }
         assert!(batcher.is_open(), "{what}: the batcher keeps going");
     }

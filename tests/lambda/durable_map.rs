@@ -484,3 +484,161 @@ async fn for_invocation_refuses_an_invalid_configuration_before_any_call() {
         "a configuration out of range is refused before any page is read (the one checkpoint is the setup's)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Refusing what cannot be mended: every FAILED path, and the batcher drained before it
+
+#[tokio::test]
+async fn an_input_with_a_field_missing_or_of_the_wrong_type_fails_the_execution_naming_the_field() {
+    let cases = [
+        (Some(r#"{"items": "3", "concurrency": 1}"#), "items"),
+        (Some(r#"{"concurrency": 1}"#), "items"),
+        (Some(r#"{"items": 3}"#), "concurrency"),
+        (Some(r#"{"items": 3, "concurrency": 0}"#), "concurrency"),
+        (Some(r#"{"items": -1, "concurrency": 1}"#), "items"),
+        (None, "items"),
+    ];
+    let emulator = emulator(Faults::none()).await;
+    for (input, field) in cases {
+        let (arn, _) = emulator.start_execution_with_input("bad", input);
+        let event = emulator.invocation_event(&arn).expect("the execution runs");
+
+        let output = handle(backend(&emulator), event, config())
+            .await
+            .expect("bad input is an output, not an error for Lambda to retry forever");
+
+        assert_eq!(
+            (
+                output["Status"].as_str(),
+                output["Error"]["ErrorType"].as_str()
+            ),
+            (Some("FAILED"), Some("InvalidInput")),
+            "{input:?}: input the map cannot use fails the execution"
+        );
+        let message = output["Error"]["ErrorMessage"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field),
+            "{input:?}: the error names the field {field}, got {message:?}"
+        );
+        assert!(
+            snapshot(&emulator, &arn).applied.is_empty(),
+            "{input:?}: nothing is written for input refused"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_handler_cannot_read_fails_the_execution_instead_of_being_retried_forever() {
+    let emulator = emulator(Faults::none()).await;
+    let (arn, _) = emulator.start_execution_with_input("map", Some(&map_input(3, 1)));
+    let mut event = emulator.invocation_event(&arn).expect("the execution runs");
+    event["InitialExecutionState"]["Operations"][0]["StartTimestamp"] = json!("yesterday");
+
+    let output = handle(backend(&emulator), event, config())
+        .await
+        .expect("every invocation would get the same event: an output, not an error");
+
+    assert_eq!(
+        (
+            output["Status"].as_str(),
+            output["Error"]["ErrorType"].as_str()
+        ),
+        (Some("FAILED"), Some("InvalidEvent")),
+        "an unreadable event fails the execution, got {output}"
+    );
+    assert_eq!(snapshot(&emulator, &arn).checkpoint_calls, 0);
+}
+
+/// Passes every call to the emulator and counts the checkpoints started after the handler
+/// answered.
+#[derive(Debug)]
+struct Watched {
+    inner: RealBackend,
+    answered: std::sync::atomic::AtomicBool,
+    late_calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl DurableBackend for Watched {
+    async fn checkpoint(
+        &self,
+        arn: &str,
+        checkpoint_token: &str,
+        updates: Vec<OperationUpdate>,
+        client_token: Option<&str>,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        use std::sync::atomic::Ordering;
+        if self.answered.load(Ordering::SeqCst) {
+            let _before = self.late_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner
+            .checkpoint(arn, checkpoint_token, updates, client_token)
+            .await
+    }
+
+    async fn get_execution_state(
+        &self,
+        arn: &str,
+        checkpoint_token: &str,
+        marker: Option<&str>,
+        max_items: Option<i32>,
+    ) -> Result<GetDurableExecutionStateOutput, BackendError> {
+        self.inner
+            .get_execution_state(arn, checkpoint_token, marker, max_items)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_map_drains_its_batcher_before_it_answers_so_nothing_is_written_after() {
+    use std::sync::atomic::Ordering;
+    let emulator = emulator(Faults::none()).await;
+    let (arn, token) = emulator.start_execution_with_input("map", Some(&map_input(10, 10)));
+    // item-5 succeeded earlier with a result that is not a number: the map fails there, while
+    // items 0 to 4 have their updates queued.
+    RealBackend::new(emulator.client())
+        .checkpoint(
+            &arn,
+            &token,
+            vec![start("item-5"), succeed("item-5", "\"five\"")],
+            Some("setup"),
+        )
+        .await
+        .expect("the setup checkpoint is applied");
+    let event = emulator.invocation_event(&arn).expect("the execution runs");
+    let watched = Arc::new(Watched {
+        inner: RealBackend::new(emulator.client()),
+        answered: false.into(),
+        late_calls: 0.into(),
+    });
+
+    let output = handle(watched.clone(), event, config()).await.unwrap();
+    watched.answered.store(true, Ordering::SeqCst);
+    let applied_at_answer = snapshot(&emulator, &arn).applied.len();
+
+    assert_eq!(
+        (
+            output["Status"].as_str(),
+            output["Error"]["ErrorType"].as_str()
+        ),
+        (Some("FAILED"), Some("InvalidHistory")),
+        "a stored result the map cannot read fails the execution, got {output}"
+    );
+    // The batcher's task holds the backend until it ends: wait for it to let go.
+    let mut polls = 0;
+    while Arc::strong_count(&watched) > 1 {
+        polls += 1;
+        assert!(polls < 10_000, "the batcher ends within 10 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        watched.late_calls.load(Ordering::SeqCst),
+        0,
+        "on a FAILED path the batcher is shut down before the answer: no checkpoint after it"
+    );
+    assert_eq!(
+        snapshot(&emulator, &arn).applied.len(),
+        applied_at_answer,
+        "nothing is written after the output"
+    );
+}

@@ -705,6 +705,85 @@ async fn an_invalid_retry_policy_is_refused_before_any_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_invocation_error_says_whether_the_invocation_or_the_execution_should_fail() {
+    use checkpoint_batcher::FailureScope::{Execution, Invocation};
+    let op = |value: Value| event(vec![value], None);
+    let mut unreadable = vec![
+        ("an event that is not an object", parse_err(json!("event"))),
+        (
+            "an event without a token",
+            parse_err(json!({"DurableExecutionArn": ARN})),
+        ),
+        (
+            "an operation of the wrong shape",
+            parse_err(op(json!({"Id": 5}))),
+        ),
+        (
+            "an operation without a Type",
+            parse_err(op(
+                json!({"Id": "a", "Status": "STARTED", "StartTimestamp": 1}),
+            )),
+        ),
+        (
+            "a timestamp out of range",
+            parse_err(op(
+                json!({"Id": "a", "Type": "STEP", "Status": "STARTED", "StartTimestamp": 1e20}),
+            )),
+        ),
+    ];
+    let first = parse(event(vec![], Some("m1")));
+    let zero_attempts = RetryPolicy {
+        max_attempts: 0,
+        ..RetryPolicy::default()
+    };
+    let config = History::load(&Pages::new([]), &first, &zero_attempts).await;
+    unreadable.push(("a retry policy out of range", config.unwrap_err()));
+    let endless = Pages {
+        endless: true,
+        ..Pages::default()
+    };
+    let from_m0 = parse(event(vec![], Some("m0")));
+    let too_many = History::load(&endless, &from_m0, &RetryPolicy::default()).await;
+    unreadable.push(("pages past the bound", too_many.unwrap_err()));
+    for (what, error) in &unreadable {
+        assert_eq!(
+            error.scope(),
+            Execution,
+            "{what} would be met again by every re-invocation: it fails the execution ({error})"
+        );
+    }
+
+    for (kind, scope) in [
+        (ErrorKind::Kms, Execution),
+        (ErrorKind::Rejected, Execution),
+        (ErrorKind::InvalidCheckpointToken, Invocation),
+        (ErrorKind::Credentials, Invocation),
+        (ErrorKind::Throttled, Invocation),
+        (ErrorKind::Transient, Invocation),
+    ] {
+        let backend = Pages::new([Answer::Fail(kind)]);
+        let error = History::load(&backend, &first, &quick_retries(1))
+            .await
+            .expect_err("the page fails");
+        assert_eq!(
+            error.scope(),
+            scope,
+            "a page that failed as {kind} fails the {scope:?}, as a checkpoint that failed so would"
+        );
+    }
+
+    let repeated = Pages::new([Answer::Page(vec![], Some("m1"))]);
+    let error = History::load(&repeated, &first, &RetryPolicy::default())
+        .await
+        .expect_err("m1 came back");
+    assert_eq!(
+        error.scope(),
+        Invocation,
+        "a repeated marker is the service's misstep: a re-invocation reads the pages afresh"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_event_token_the_service_would_not_take_is_refused_before_the_history_is_read() {
     let backend = std::sync::Arc::new(Pages::new([]));
     let mut value = event(vec![], Some("m1"));

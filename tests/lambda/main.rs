@@ -7,3 +7,4 @@ mod support;
 
 mod durable_map;
 mod invocation;
+mod redaction;

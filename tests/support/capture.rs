@@ -20,3 +20,14 @@ impl std::io::Write for Capture {
         Ok(())
     }
 }
+
+/// Fails naming the secret and where it showed: `shown` (a `Debug`, a `Display` or a log) must
+/// contain none of `secrets`.
+pub fn assert_clean(what: &str, shown: &str, secrets: &[String]) {
+    for secret in secrets {
+        assert!(
+            !shown.contains(secret.as_str()),
+            "{what} shows the secret {secret:?}: {shown}"
+        );
+    }
+}

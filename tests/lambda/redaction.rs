@@ -1,0 +1,121 @@
+//! Secrets stay out of the invocation's types and the emulator's: formatted with `Debug` (and
+//! errors with `Display`), none shows a checkpoint token, an input, a result or an error's text.
+
+use crate::support::*;
+use aws_sdk_lambda::types::{
+    ErrorObject, OperationAction, OperationType, OperationUpdate, WaitOptions,
+};
+use checkpoint_batcher::emulator::{Completion, Emulator};
+use checkpoint_batcher::invocation::{History, InvocationEvent, InvocationOutput};
+use checkpoint_batcher::{DurableBackend, RealBackend, RetryPolicy};
+use serde_json::json;
+
+const INPUT: &str = "INPUT-5c2e91-NEVER-SHOWN";
+const RESULT: &str = "RESULT-a7d4f0-NEVER-SHOWN";
+const ERROR_TEXT: &str = "ERROR-3b8e66-NEVER-SHOWN";
+const WAIT_RESULT: &str = "WAKE-91c0de-NEVER-SHOWN";
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_invocation_or_emulator_type_shows_a_token_or_a_payload() {
+    // One operation a page, so the history is read through `GetDurableExecutionState`.
+    let emulator = Emulator::builder().page_size(1).start().await.unwrap();
+    let input = json!({"secret": INPUT}).to_string();
+    let (arn, first_token) = emulator.start_execution_with_input("secrets", Some(&input));
+    let backend = RealBackend::new(emulator.client());
+    let failed_step = OperationUpdate::builder()
+        .id("s2")
+        .r#type(OperationType::Step)
+        .action(OperationAction::Fail)
+        .error(
+            ErrorObject::builder()
+                .error_type("Boom")
+                .error_message(ERROR_TEXT)
+                .error_data(ERROR_TEXT)
+                .stack_trace(ERROR_TEXT)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let wait = OperationUpdate::builder()
+        .id("w1")
+        .r#type(OperationType::Wait)
+        .action(OperationAction::Start)
+        .wait_options(WaitOptions::builder().wait_seconds(60).build())
+        .build()
+        .unwrap();
+    backend
+        .checkpoint(
+            &arn,
+            &first_token,
+            vec![
+                start("s1"),
+                succeed("s1", &format!("\"{RESULT}\"")),
+                start("s2"),
+                failed_step,
+                wait,
+            ],
+            Some("setup"),
+        )
+        .await
+        .unwrap();
+    let completion = Completion::Succeed(Some(WAIT_RESULT.to_owned()));
+    emulator
+        .complete_operation(&arn, "w1", completion.clone())
+        .unwrap();
+
+    let value = emulator.invocation_event(&arn).unwrap();
+    let event = InvocationEvent::from_value(value).unwrap();
+    assert!(event.next_marker().is_some(), "the history spans pages");
+    let history = History::load(&backend, &event, &RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        history.input(),
+        Some(input.as_str()),
+        "the history holds the input"
+    );
+    let held = emulator.execution(&arn).unwrap();
+    let secrets = vec![
+        first_token,
+        event.checkpoint_token().to_owned(),
+        INPUT.to_owned(),
+        RESULT.to_owned(),
+        ERROR_TEXT.to_owned(),
+        WAIT_RESULT.to_owned(),
+    ];
+    let succeeded = InvocationOutput::succeeded(json!({"sum": RESULT}).to_string());
+    let failed = InvocationOutput::failed(
+        ErrorObject::builder()
+            .error_type("Boom")
+            .error_message(ERROR_TEXT)
+            .build(),
+    );
+    let shown = [
+        ("InvocationEvent", format!("{event:?}")),
+        ("History", format!("{history:?}")),
+        ("InvocationOutput::Succeeded", format!("{succeeded:?}")),
+        ("InvocationOutput::Failed", format!("{failed:?}")),
+        ("Completion", format!("{completion:?}")),
+        ("Emulator", format!("{emulator:?}")),
+        ("ExecutionSnapshot", format!("{held:?}")),
+        ("OperationRecord", format!("{:?}", held.operation("s2"))),
+        (
+            "ErrorRecord",
+            format!("{:?}", held.operation("s2").unwrap().error),
+        ),
+    ];
+    for (what, text) in &shown {
+        assert_clean(what, text, &secrets);
+    }
+    assert!(
+        shown[0].1.contains("chars #"),
+        "the event's token is shown redacted, as its length and a hash: {}",
+        shown[0].1
+    );
+    assert!(
+        shown[2].1.contains("bytes›"),
+        "a result is shown as its length: {}",
+        shown[2].1
+    );
+    emulator.shutdown().await;
+}
