@@ -31,6 +31,16 @@ use super::snapshot::{AppliedUpdate, ExecutionSnapshot};
 use super::wire;
 use crate::redact::{Redacted, Withheld};
 
+/// The input the service gives an execution started without one: the EXECUTION operation
+/// carries `"{}"` as its `ExecutionDetails.InputPayload`, never no input (docs/PROTOCOL.md,
+/// "The invocation").
+const NO_INPUT: &str = "{}";
+
+/// The largest answer, in bytes of JSON, the service takes from a durable function: the
+/// response limit of 6 MiB less 50 bytes (docs/PROTOCOL.md, "The invocation"). A larger result
+/// travels in an EXECUTION update instead.
+const MAX_ANSWER_BYTES: usize = 6 * 1024 * 1024 - 50;
+
 /// A change the service makes on its own (timer fired, callback answered, invoked
 /// function returned), applied with [`super::Emulator::complete_operation`]. The
 /// EXECUTION operation is not completed this way (see
@@ -137,7 +147,7 @@ impl Execution {
     ) -> Self {
         let mut exec_op = Op::new(&exec_op_id, OpType::Execution, now_secs());
         exec_op.name = Some(name.to_owned());
-        exec_op.payload = input.map(str::to_owned);
+        exec_op.payload = Some(input.unwrap_or(NO_INPUT).to_owned());
         Self {
             arn,
             name: name.to_owned(),
@@ -259,12 +269,21 @@ impl Execution {
     /// What the service does with an invocation's answer: `SUCCEEDED` or `FAILED` completes
     /// the execution (its EXECUTION operation takes the result or the error, and the token
     /// chain ends), `PENDING` leaves it waiting. An execution a checkpoint already completed
-    /// (an EXECUTION update, as for a result over the response limit) stays as it is.
+    /// (an EXECUTION update, as for a result over the response limit) stays as it is. An
+    /// answer over the response limit is refused whole and changes nothing: Lambda fails such
+    /// an invocation.
     pub(super) fn finish_invocation(
         &mut self,
         output: &serde_json::Value,
     ) -> Result<(), EmulatorError> {
         let invalid = |what: &str| EmulatorError::InvalidOutput(what.to_owned());
+        let answer_bytes = output.to_string().len();
+        if answer_bytes > MAX_ANSWER_BYTES {
+            return Err(EmulatorError::InvalidOutput(format!(
+                "the answer is {answer_bytes} bytes, over the response limit of \
+                 {MAX_ANSWER_BYTES}: a larger result is checkpointed as an EXECUTION update"
+            )));
+        }
         let (status, result, error) = match output.get("Status").and_then(|s| s.as_str()) {
             Some("PENDING") => return Ok(()),
             Some("SUCCEEDED") => {

@@ -215,14 +215,16 @@ impl Emulator {
         aws_sdk_lambda::Client::from_conf(config)
     }
 
-    /// Starts an execution named `name` with no input; returns its ARN (which contains
-    /// `/`) and its first checkpoint token.
+    /// Starts an execution named `name` without input; returns its ARN (which contains
+    /// `/`) and its first checkpoint token. Its EXECUTION operation carries the input the
+    /// service gives such an execution, `"{}"` (docs/PROTOCOL.md, "The invocation").
     pub fn start_execution(&self, name: &str) -> (String, String) {
         self.store.executions().start_execution(name, None)
     }
 
     /// Starts an execution whose EXECUTION operation carries `input` as
-    /// `ExecutionDetails.InputPayload`; returns its ARN and first token.
+    /// `ExecutionDetails.InputPayload` (`None`: `"{}"`, as [`start_execution`](Self::start_execution));
+    /// returns its ARN and first token.
     pub fn start_execution_with_input(&self, name: &str, input: Option<&str>) -> (String, String) {
         self.store.executions().start_execution(name, input)
     }
@@ -327,7 +329,8 @@ impl Emulator {
     /// # Errors
     ///
     /// [`EmulatorError::UnknownExecution`], or [`EmulatorError::InvalidOutput`] for an answer
-    /// the service would not accept.
+    /// the service would not accept: one that is not an output, or one over the response limit
+    /// (6 MiB less 50 bytes of JSON), which Lambda fails.
     pub fn finish_invocation(
         &self,
         arn: &str,

@@ -1,7 +1,7 @@
 //! The checkpoint API emulator over real HTTP on loopback: raw HTTP/1.1 requests for exact
 //! status codes, headers and bodies, the real `aws-sdk-lambda` client against it, how
 //! `RealBackend` classifies what comes back, and handlers written with AWS's official durable
-//! execution SDKs for Python and TypeScript run against it.
+//! execution SDKs for Python, TypeScript and Rust run against it.
 #![cfg(feature = "emulator")]
 #![allow(
     clippy::unwrap_used,
@@ -22,6 +22,7 @@ mod paging;
 mod python_sdk;
 mod robustness;
 mod rules;
+mod rust_sdk;
 mod sdk;
 mod tokens;
 mod typescript_sdk;

@@ -1,21 +1,24 @@
 //! What the tests of AWS's official SDKs against the emulator share (`python_sdk.rs`,
-//! `typescript_sdk.rs`): invoking a handler process with an event, the loop that plays the
-//! service's side until the handler finishes (firing the wait, answering the callback,
+//! `typescript_sdk.rs`, `rust_sdk.rs`): invoking a handler with an event, the loop that plays
+//! the service's side until the handler finishes (firing the wait, answering the callback,
 //! re-invoking, handing each answer to [`Emulator::finish_invocation`]), and the checks on
 //! what the emulator holds afterwards.
 //!
-//! Both handlers run the same workflow (steps, a `map`, a `parallel`, a wait, a callback and a
-//! result padded to a requested size), so both tests expect the same result and operations.
-//! A handler is a script run once per invocation as `PROGRAM [ARGS..] EVENT.json OUTPUT.json`:
-//! it reads the invocation event from the first file and writes its answer (JSON) to the
-//! second, leaving stdout and stderr to the SDK's logs.
+//! Every handler runs the same workflow (steps, a `map`, a `parallel`, a wait, a callback and a
+//! result padded to a requested size), so every test expects the same result and operations.
+//! A Python or TypeScript handler is a script run once per invocation as
+//! `PROGRAM [ARGS..] EVENT.json OUTPUT.json`: it reads the invocation event from the first file
+//! and writes its answer (JSON) to the second, leaving stdout and stderr to the SDK's logs. A
+//! Rust handler runs in the test process, called with the event.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checkpoint_batcher::emulator::{Completion, Emulator, ExecutionSnapshot};
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -28,19 +31,44 @@ const MAX_INVOCATIONS: usize = 10;
 /// checkpoint on a busy machine) before it is killed as a hang.
 const INVOCATION_LIMIT: Duration = Duration::from_secs(90);
 
-/// What the emulator answers the handler's callback with. Both SDKs hand a callback's result
-/// to the handler as it is (their default serdes for callbacks is pass-through, not JSON).
+/// What the emulator answers the handler's callback with. The Python and TypeScript SDKs hand a
+/// callback's result to the handler as it is (their default serdes for callbacks is
+/// pass-through, not JSON); the Rust handler asks for the same with a serdes of its own.
 const CALLBACK_ANSWER: &str = "approved";
 
 /// The final result's JSON length: past the response limit (6 MiB - 50 bytes), within the
 /// EXECUTION payload limit (6 MiB).
-const OVERSIZED: usize = 6 * 1024 * 1024 - 10;
+pub const OVERSIZED: usize = 6 * 1024 * 1024 - 10;
 
 /// How to run one invocation of a handler written with one of the SDKs.
 #[derive(Clone)]
 pub struct HandlerRuntime {
     /// Names the SDK in file names and messages, and the execution.
     pub label: &'static str,
+    /// What runs the handler.
+    pub invoke: Invoke,
+    /// Operations, by type and name, the handler makes besides the shared workflow's: each
+    /// is held once, and ends SUCCEEDED.
+    pub more_operations: &'static [(&'static str, &'static str)],
+}
+
+/// What runs one invocation of a handler.
+#[derive(Clone)]
+pub enum Invoke {
+    /// A script, in a child process per invocation.
+    Process(HandlerProcess),
+    /// A handler in this process, called with a client of the emulator and the invocation's
+    /// event; its future answers the handler's output.
+    InProcess(InProcessHandler),
+}
+
+/// A handler run in the test process (see [`Invoke::InProcess`]).
+pub type InProcessHandler =
+    Arc<dyn Fn(aws_sdk_lambda::Client, Value) -> BoxFuture<'static, Value> + Send + Sync>;
+
+/// A handler script and the interpreter that runs it.
+#[derive(Clone)]
+pub struct HandlerProcess {
     /// The interpreter.
     pub program: PathBuf,
     /// What comes before the event and output paths: the script and any interpreter options.
@@ -50,12 +78,37 @@ pub struct HandlerRuntime {
 }
 
 impl HandlerRuntime {
-    /// Runs the handler once with `event`, aimed at the emulator at `endpoint`, and returns its
+    /// Runs the handler once with `event`, aimed at `emu`, and returns its answer, failing the
+    /// test past [`INVOCATION_LIMIT`].
+    async fn invoke(&self, emu: &Emulator, event: Value, tag: String) -> Value {
+        let limit = INVOCATION_LIMIT + Duration::from_secs(10);
+        match &self.invoke {
+            Invoke::Process(process) => {
+                let (process, label, endpoint) = (process.clone(), self.label, emu.endpoint_url());
+                within_named(
+                    limit,
+                    "a handler invocation",
+                    tokio::task::spawn_blocking(move || {
+                        process.invoke(label, &endpoint, &event, &tag)
+                    }),
+                )
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            }
+            Invoke::InProcess(handler) => {
+                within_named(limit, "a handler invocation", handler(emu.client(), event)).await
+            }
+        }
+    }
+}
+
+impl HandlerProcess {
+    /// Runs the script once with `event`, aimed at the emulator at `endpoint`, and returns its
     /// answer. The child gets only loopback settings and dummy credentials, so the AWS SDK
     /// reads no configuration and looks up nothing off the machine; it is killed past
     /// [`INVOCATION_LIMIT`].
-    fn invoke(&self, endpoint: &str, event: &Value, tag: &str) -> Value {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-sdk", self.label));
+    fn invoke(&self, label: &str, endpoint: &str, event: &Value, tag: &str) -> Value {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-sdk"));
         std::fs::create_dir_all(&dir).expect("the target tmp dir is writable");
         let event_path = dir.join(format!("{tag}-event.json"));
         let out_path = dir.join(format!("{tag}-output.json"));
@@ -96,7 +149,7 @@ impl HandlerRuntime {
                 let _ = child.wait();
                 panic!(
                     "the {} handler did not return within {INVOCATION_LIMIT:?}; stderr:\n{}",
-                    self.label,
+                    label,
                     std::fs::read_to_string(&err_path).unwrap_or_default()
                 );
             }
@@ -108,7 +161,7 @@ impl HandlerRuntime {
         assert!(
             status.success(),
             "the {} handler exited with {status}; stdout:\n{logs}\nstderr:\n{err}",
-            self.label
+            label
         );
         serde_json::from_str(&out).unwrap_or_else(|e| {
             panic!("the handler's answer is JSON ({e}): {out:?}\nstdout:\n{logs}\nstderr:\n{err}")
@@ -142,28 +195,35 @@ async fn run_to_end(
     runtime: &HandlerRuntime,
     input: &Value,
 ) -> (String, Value, usize) {
+    let (arn, output, invocations) = run_until_answer(emu, runtime, input).await;
+    emu.finish_invocation(&arn, &output)
+        .expect("the handler's answer is one the service accepts");
+    (arn, output, invocations)
+}
+
+/// Invokes the handler for a new execution with `input` until it answers anything but
+/// PENDING, handing each PENDING answer to the emulator and completing what the handler waits
+/// for, as the service would; returns the execution's ARN, the last answer (not handed to the
+/// emulator) and the number of invocations.
+pub async fn run_until_answer(
+    emu: &Emulator,
+    runtime: &HandlerRuntime,
+    input: &Value,
+) -> (String, Value, usize) {
     let (arn, _token) =
         emu.start_execution_with_input(&format!("{}-sdk", runtime.label), Some(&input.to_string()));
-    let endpoint = emu.endpoint_url();
     for n in 1..=MAX_INVOCATIONS {
         let event = emu
             .invocation_event(&arn)
             .expect("a running execution has an invocation event");
         let tag = format!("{}-{n}", input["pad_to"]);
-        let (child, endpoint) = (runtime.clone(), endpoint.clone());
-        let output = within_named(
-            INVOCATION_LIMIT + Duration::from_secs(10),
-            "a handler invocation",
-            tokio::task::spawn_blocking(move || child.invoke(&endpoint, &event, &tag)),
-        )
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let output = runtime.invoke(emu, event, tag).await;
         eprintln!("{} invocation {n}: {}", runtime.label, abbreviated(&output));
-        emu.finish_invocation(&arn, &output)
-            .expect("the handler's answer is one the service accepts");
         if output["Status"] != "PENDING" {
             return (arn, output, n);
         }
+        emu.finish_invocation(&arn, &output)
+            .expect("the handler's answer is one the service accepts");
         let completed = complete_pending(emu, &arn);
         assert!(
             completed > 0,
@@ -174,7 +234,7 @@ async fn run_to_end(
     panic!("the handler did not finish within {MAX_INVOCATIONS} invocations");
 }
 
-fn abbreviated(value: &Value) -> String {
+pub fn abbreviated(value: &Value) -> String {
     let text = value.to_string();
     if text.len() > 300 {
         let head: String = text.chars().take(300).collect();
@@ -184,8 +244,8 @@ fn abbreviated(value: &Value) -> String {
     }
 }
 
-/// The summary both handlers build for these inputs.
-fn expected_summary() -> Value {
+/// The summary every handler builds for these inputs.
+pub fn expected_summary() -> Value {
     json!({
         "count": 3,
         "doubled": [2, 4, 6],
@@ -195,13 +255,13 @@ fn expected_summary() -> Value {
     })
 }
 
-fn input(pad_to: usize) -> Value {
+pub fn input(pad_to: usize) -> Value {
     json!({"items": [1, 2, 3], "name": "ada", "pad_to": pad_to})
 }
 
 /// No checkpoint was refused, and every operation's history holds each action at most once:
 /// nothing was started, completed or fired twice across the invocations.
-fn assert_each_action_once(held: &ExecutionSnapshot) {
+pub fn assert_each_action_once(held: &ExecutionSnapshot) {
     assert_eq!(
         held.rejected_checkpoints, 0,
         "the emulator refused none of the SDK's checkpoints"
@@ -221,8 +281,9 @@ fn assert_each_action_once(held: &ExecutionSnapshot) {
     }
 }
 
-/// The operations the handler must have made, by type and name, each exactly once.
-fn assert_operations(held: &ExecutionSnapshot) {
+/// The operations the handler must have made, by type and name, each exactly once: the shared
+/// workflow's and the runtime's `more_operations`.
+pub fn assert_operations(held: &ExecutionSnapshot, runtime: &HandlerRuntime) {
     let named = |op_type: &str, name: &str| {
         held.operations
             .iter()
@@ -241,7 +302,10 @@ fn assert_operations(held: &ExecutionSnapshot) {
         ("WAIT", "pause"),
         ("CALLBACK", "approval"),
         ("STEP", "finish"),
-    ] {
+    ]
+    .iter()
+    .chain(runtime.more_operations)
+    {
         assert_eq!(
             named(op_type, name),
             1,
@@ -290,7 +354,7 @@ pub async fn handler_finishes_with_its_result(runtime: Availability) {
     assert!(invocations >= 3, "{invocations} invocations");
     let held = snapshot(&emu, &arn);
     assert_each_action_once(&held);
-    assert_operations(&held);
+    assert_operations(&held, &runtime);
     // A result within the response limit travels in the answer, not in a checkpoint: the
     // service completes the execution from it (`finish_invocation`).
     let execution = held
@@ -349,6 +413,6 @@ pub async fn oversized_result_is_checkpointed_on_the_execution(runtime: Availabi
     let padding = result["padding"].as_str().expect("the padding");
     assert!(padding.bytes().all(|b| b == b'x'));
     assert_each_action_once(&held);
-    assert_operations(&held);
+    assert_operations(&held, &runtime);
     emu.shutdown().await;
 }

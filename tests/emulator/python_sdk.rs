@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::official_sdk::{self, Availability, HandlerRuntime};
+use crate::official_sdk::{self, Availability, HandlerProcess, HandlerRuntime, Invoke};
 
 fn runtime() -> Availability {
     let python = std::env::var_os("CHECKPOINT_BATCHER_PYTHON")
@@ -17,9 +17,12 @@ fn runtime() -> Availability {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/invoke.py");
     Ok(HandlerRuntime {
         label: "python",
-        program: python.into(),
-        args: vec![script.into()],
-        env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
+        invoke: Invoke::Process(HandlerProcess {
+            program: python.into(),
+            args: vec![script.into()],
+            env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
+        }),
+        more_operations: &[],
     })
 }
 

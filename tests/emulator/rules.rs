@@ -862,6 +862,78 @@ async fn completing_an_execution_keeps_its_input_and_holds_its_result() {
     }
 }
 
+/// An execution started without input carries the input the service gives it, `"{}"`: the
+/// invocation event, the state pages and the held EXECUTION operation all show it.
+#[tokio::test]
+async fn an_execution_started_without_input_carries_an_empty_object_as_its_input() {
+    let emu = default_emulator().await;
+    let (plain, token) = emu.start_execution("no-input");
+    let (with_none, _) = emu.start_execution_with_input("no-input-either", None);
+    for arn in [&plain, &with_none] {
+        let event = emu.invocation_event(arn).unwrap();
+        let execution = &event["InitialExecutionState"]["Operations"][0];
+        assert_eq!(execution["Type"], "EXECUTION");
+        assert_eq!(
+            execution["ExecutionDetails"]["InputPayload"], "{}",
+            "an execution started without input is invoked with an empty object as its input"
+        );
+        let held = snapshot(&emu, arn);
+        let exec_id = held.execution_operation_id.clone();
+        assert_eq!(
+            held.operation(&exec_id).unwrap().payload.as_deref(),
+            Some("{}"),
+            "the EXECUTION operation holds that input"
+        );
+    }
+    let page = request(
+        emu.local_addr(),
+        "GET",
+        &state_path(&plain, &token, None, None),
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{:?}", page.json());
+    assert_eq!(
+        page.json()["Operations"][0]["ExecutionDetails"]["InputPayload"],
+        "{}",
+        "a state page shows the same input"
+    );
+    emu.shutdown().await;
+}
+
+/// The service takes an answer of at most 6 MiB less 50 bytes of JSON; a larger one is
+/// refused whole (Lambda fails the invocation) and completes nothing, so the execution is
+/// still waiting for an answer it can take.
+#[tokio::test]
+async fn an_answer_over_the_response_limit_is_refused_and_completes_nothing() {
+    const LIMIT: usize = 6 * 1024 * 1024 - 50;
+    let emu = default_emulator().await;
+    let answer = |json_bytes: usize| {
+        let overhead = json!({"Status": "SUCCEEDED", "Result": ""})
+            .to_string()
+            .len();
+        json!({"Status": "SUCCEEDED", "Result": "x".repeat(json_bytes - overhead)})
+    };
+    let (over, _) = emu.start_execution("over");
+    let refused = emu.finish_invocation(&over, &answer(LIMIT + 1));
+    assert!(
+        matches!(&refused, Err(EmulatorError::InvalidOutput(why)) if why.contains("response limit")),
+        "an answer one byte over the response limit is refused: {refused:?}"
+    );
+    let held = snapshot(&emu, &over);
+    assert!(
+        !held.completed && held.current_token.is_some(),
+        "a refused answer completes nothing and ends no token chain"
+    );
+    let exec_id = held.execution_operation_id.clone();
+    assert_eq!(held.operation(&exec_id).unwrap().status, "STARTED");
+    let (at, _) = emu.start_execution("at");
+    emu.finish_invocation(&at, &answer(LIMIT))
+        .expect("an answer of exactly the response limit is taken");
+    assert!(snapshot(&emu, &at).completed);
+    emu.shutdown().await;
+}
+
 /// An EXECUTION update's own Id counts once per request, as every Id does; under an Id of its
 /// own it names no stored operation, so its Name is not compared with the execution's.
 #[tokio::test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::official_sdk::{self, Availability, HandlerRuntime};
+use crate::official_sdk::{self, Availability, HandlerProcess, HandlerRuntime, Invoke};
 
 /// The oldest Node that runs TypeScript (type stripping), and the first that does it unasked.
 const OLDEST: (u32, u32) = (22, 6);
@@ -65,9 +65,12 @@ fn runtime() -> Availability {
     args.push(dir.join("invoke.ts").into());
     Ok(HandlerRuntime {
         label: "typescript",
-        program: node,
-        args,
-        env: Vec::new(),
+        invoke: Invoke::Process(HandlerProcess {
+            program: node,
+            args,
+            env: Vec::new(),
+        }),
+        more_operations: &[],
     })
 }
 

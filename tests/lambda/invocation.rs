@@ -988,7 +988,11 @@ async fn the_event_follows_the_token_and_is_absent_when_the_service_would_not_in
     .await
     .unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history.input(), None, "started without input");
+    assert_eq!(
+        history.input(),
+        Some("{}"),
+        "an execution started without input is invoked with an empty object as its input"
+    );
 
     assert!(emulator.stop_execution(&arn));
     assert!(
