@@ -88,6 +88,10 @@ const REFRESH_LANE: usize = 64;
 /// ([`BatcherHandle::submit_all`]) is one command whatever its size, so the bound in updates
 /// is `queue_capacity` plus the groups' sizes beyond one.
 ///
+/// A [`refresh`](BatcherHandle::refresh) carries no update and does not wait in the queue: it
+/// has a lane of its own, which the actor reads whatever the queue holds, so it goes with the
+/// call after the one in flight.
+///
 /// # Failure
 ///
 /// Throttling and transient failures are retried per [`RetryPolicy`](crate::RetryPolicy). A
