@@ -202,9 +202,10 @@ async fn a_call_abandoned_while_the_queue_is_full_is_still_written_and_holds_no_
     for ack in acks {
         within(Duration::from_secs(5), ack).await.unwrap();
     }
-    within(Duration::from_secs(60), rig.batcher.submit(start("e")))
+    let e = within(Duration::from_secs(60), rig.batcher.submit(start("e")))
         .await
         .unwrap();
+    drop(e);
     within(Duration::from_secs(60), rig.batcher.shutdown())
         .await
         .unwrap();
