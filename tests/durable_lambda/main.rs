@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod answers;
 mod example;
 mod handlers;
 mod recovery;
