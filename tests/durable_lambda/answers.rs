@@ -48,8 +48,7 @@ async fn invoke_scripted(
 #[tokio::test]
 async fn a_checkpoint_answered_without_a_token_answers_pending() {
     let no_token = CheckpointDurableExecutionOutput::builder().build();
-    let (answer, _, _) =
-        invoke_scripted(vec![Fault::Pass, Fault::Respond(no_token)], 6).await;
+    let (answer, _, _) = invoke_scripted(vec![Fault::Pass, Fault::Respond(no_token)], 6).await;
     assert_eq!(
         answer.expect("a revoked token is an answer"),
         pending(),
@@ -62,7 +61,10 @@ async fn a_rejected_checkpoint_fails_the_execution() {
     let rejected = Fault::Error(ErrorKind::Rejected, "refused by the test".into());
     let (answer, emulator, arn) = invoke_scripted(vec![Fault::Pass, rejected], 6).await;
     let output = answer.expect("an execution-scope failure is an answer");
-    assert_eq!(output["Status"], "FAILED", "a rejected request fails the execution");
+    assert_eq!(
+        output["Status"], "FAILED",
+        "a rejected request fails the execution"
+    );
     assert_eq!(output["Error"]["ErrorType"], "CheckpointRejected");
     let message = output["Error"]["ErrorMessage"].as_str().unwrap_or_default();
     assert!(
@@ -99,33 +101,47 @@ async fn a_step_that_fails_for_good_fails_the_execution_as_durable_lambda_answer
     let event = emulator.invocation_event(&arn).expect("the execution runs");
     let output = Runner::new(real(&emulator))
         .with_config(patient_config(17))
-        .invoke(event, |_: Value, mut ctx: durable_lambda_core::DurableContext| async move {
-            let charged: Result<u64, String> =
-                ctx.step("charge", || async { Err("card declined".to_owned()) }).await?;
-            let charged = charged.map_err(|error| {
-                durable_lambda_core::DurableError::child_context_failed("charge", error)
-            })?;
-            Ok(json!(charged))
-        })
+        .invoke(
+            event,
+            |_: Value, mut ctx: durable_lambda_core::DurableContext| async move {
+                let charged: Result<u64, String> = ctx
+                    .step("charge", || async { Err("card declined".to_owned()) })
+                    .await?;
+                let charged = charged.map_err(|error| {
+                    durable_lambda_core::DurableError::child_context_failed("charge", error)
+                })?;
+                Ok(json!(charged))
+            },
+        )
         .await
         .expect("the handler's own failure is an answer");
-    assert_eq!(output["Status"], "FAILED", "the handler's error fails the execution");
+    assert_eq!(
+        output["Status"], "FAILED",
+        "the handler's error fails the execution"
+    );
     assert_eq!(
         output["Error"]["ErrorType"], "CHILD_CONTEXT_FAILED",
         "the error type is durable-lambda's code for the error"
     );
     let held = snapshot(&emulator, &arn);
     let charge = crate::rig::named(&held, "charge");
-    assert_eq!(charge.history, ["START", "FAIL"], "the step's failure is durable");
+    assert_eq!(
+        charge.history,
+        ["START", "FAIL"],
+        "the step's failure is durable"
+    );
 }
 
 #[tokio::test]
 async fn durable_lambdas_error_is_caused_by_the_classified_backend_error_after_one_round_of_retries()
-{
+ {
     let emulator = emulator(Faults::none(), 18).await;
     let (arn, token) = emulator.start_execution("classified");
     let faulty = Arc::new(FaultyBackend::new(real(&emulator)));
-    faulty.push(Fault::Error(ErrorKind::Rejected, "refused by the test".into()));
+    faulty.push(Fault::Error(
+        ErrorKind::Rejected,
+        "refused by the test".into(),
+    ));
     let batcher = CheckpointBatcher::spawn(faulty.clone(), arn.clone(), token, patient_config(18))
         .expect("a valid configuration");
     let backend = BatchingBackend::new(batcher.clone(), faulty.clone());
@@ -137,22 +153,39 @@ async fn durable_lambdas_error_is_caused_by_the_classified_backend_error_after_o
         .expect("a complete update");
 
     let error = backend
-        .checkpoint(&arn, "a token durable-lambda thinks is current", vec![update], None)
+        .checkpoint(
+            &arn,
+            "a token durable-lambda thinks is current",
+            vec![update],
+            None,
+        )
         .await
         .expect_err("the batcher's failure reaches durable-lambda");
 
-    assert_eq!(error.code(), "AWS_SDK_OPERATION", "durable-lambda's error for a backend failure");
+    assert_eq!(
+        error.code(),
+        "AWS_SDK_OPERATION",
+        "durable-lambda's error for a backend failure"
+    );
     let cause = error
         .source()
         .and_then(|source| source.downcast_ref::<BackendError>())
         .expect("the classified BackendError is the error's source");
-    assert_eq!(cause.kind(), ErrorKind::Rejected, "the failure keeps its kind");
+    assert_eq!(
+        cause.kind(),
+        ErrorKind::Rejected,
+        "the failure keeps its kind"
+    );
     assert!(
         cause
             .source()
             .is_some_and(|source| source.downcast_ref::<BatcherError>().is_some()),
         "the BackendError's own source is the batcher's error"
     );
-    assert_eq!(faulty.calls(), 1, "a refusal is not retried, by the batcher or anyone else");
+    assert_eq!(
+        faulty.calls(),
+        1,
+        "a refusal is not retried, by the batcher or anyone else"
+    );
     assert!(batcher.shutdown().await.is_err(), "the refusal latched");
 }

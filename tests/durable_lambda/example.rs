@@ -6,7 +6,7 @@
     reason = "the tests call `handler`; `main` waits for the Lambda runtime"
 )]
 #[path = "../../examples/durable_lambda_map.rs"]
-mod example;
+mod durable_lambda_map;
 
 use checkpoint_batcher::emulator::Faults;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ async fn two_thousand_items_two_hundred_at_a_time_succeed_with_their_updates_coa
     let input = json!({"items": ITEMS, "concurrency": CONCURRENCY}).to_string();
     let (arn, _) = emulator.start_execution_with_input("durable-lambda-map", Some(&input));
 
-    let output = invoke(&emulator, &arn, 13, example::handler).await;
+    let output = invoke(&emulator, &arn, 13, durable_lambda_map::handler).await;
 
     let sum: u64 = (0..ITEMS).map(|i| i * i).sum();
     assert_eq!(
@@ -42,7 +42,11 @@ async fn two_thousand_items_two_hundred_at_a_time_succeed_with_their_updates_coa
             "item-{i}'s step result is i*i"
         );
     }
-    assert_eq!(held.applied.len() as u64, 2 + 4 * ITEMS, "each update applied once");
+    assert_eq!(
+        held.applied.len() as u64,
+        2 + 4 * ITEMS,
+        "each update applied once"
+    );
     // Ten waves of 200 items, each item awaiting its four updates in turn: at least 2 + 40
     // requests (each round of 200 fits one). Observed at the floor on the test's one-threaded
     // runtime; twice the floor leaves room for rounds split in two. Without the batcher, each
@@ -58,9 +62,12 @@ async fn refused(input: Value, field: &str) {
     let emulator = emulator(Faults::none(), 14).await;
     let (arn, _) = emulator.start_execution_with_input("bad-input", Some(&input.to_string()));
 
-    let output = invoke(&emulator, &arn, 14, example::handler).await;
+    let output = invoke(&emulator, &arn, 14, durable_lambda_map::handler).await;
 
-    assert_eq!(output["Status"], "FAILED", "bad input fails the execution: {input}");
+    assert_eq!(
+        output["Status"], "FAILED",
+        "bad input fails the execution: {input}"
+    );
     let message = output["Error"]["ErrorMessage"].as_str().unwrap_or_default();
     assert!(
         message.contains(&format!("`{field}`")),

@@ -124,7 +124,8 @@ pub async fn nested(_event: Value, mut ctx: DurableContext) -> Result<Value, Dur
             let inner: u64 = outer
                 .child_context("inner", |mut inner: DurableContext| async move {
                     let a: Result<u64, String> = inner.step("inner-1", || async { Ok(10) }).await?;
-                    let b: Result<u64, String> = inner.step("inner-2", || async { Ok(100) }).await?;
+                    let b: Result<u64, String> =
+                        inner.step("inner-2", || async { Ok(100) }).await?;
                     Ok(number(a)? + number(b)?)
                 })
                 .await?;

@@ -34,19 +34,26 @@ async fn an_invocation_cut_halfway_is_finished_by_the_next_without_applying_anyt
             .await
     });
     let crash_step = format!("step-{CRASH_AT}");
-    within_named(INVOCATION_LIMIT, "the first invocation reaching its hanging step", async {
-        while !snapshot(&emulator, &arn)
-            .operations
-            .iter()
-            .any(|op| op.name.as_deref() == Some(crash_step.as_str()))
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
+    within_named(
+        INVOCATION_LIMIT,
+        "the first invocation reaching its hanging step",
+        async {
+            while !snapshot(&emulator, &arn)
+                .operations
+                .iter()
+                .any(|op| op.name.as_deref() == Some(crash_step.as_str()))
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        },
+    )
     .await;
     first.abort();
     assert!(
-        first.await.expect_err("cut before it answered").is_cancelled(),
+        first
+            .await
+            .expect_err("cut before it answered")
+            .is_cancelled(),
         "the first invocation is cut, as a crash would"
     );
     // As the service does before it invokes again: the cut invocation's token goes stale.
@@ -70,7 +77,11 @@ async fn an_invocation_cut_halfway_is_finished_by_the_next_without_applying_anyt
     .await;
 
     let sum: u64 = (0..SEQUENTIAL_STEPS).sum();
-    assert_eq!(output, succeeded(json!({"sum": sum})), "the second invocation finishes");
+    assert_eq!(
+        output,
+        succeeded(json!({"sum": sum})),
+        "the second invocation finishes"
+    );
     let held = finish(&emulator, &arn, &output);
     report("crash and re-invocation", &held);
     assert_each_operation_applied_once(&held);
@@ -103,11 +114,18 @@ async fn sequential_steps_succeed_under_twenty_percent_throttling() {
     let output = invoke(&emulator, &arn, 10, handlers::sequential).await;
 
     let sum: u64 = (0..SEQUENTIAL_STEPS).sum();
-    assert_eq!(output, succeeded(json!({"sum": sum})), "throttling only delays");
+    assert_eq!(
+        output,
+        succeeded(json!({"sum": sum})),
+        "throttling only delays"
+    );
     let held = finish(&emulator, &arn, &output);
     report("sequential, throttled", &held);
     assert_each_operation_applied_once(&held);
-    assert!(held.faulted_checkpoints > 0, "the emulator throttled some requests");
+    assert!(
+        held.faulted_checkpoints > 0,
+        "the emulator throttled some requests"
+    );
     assert_eq!(
         held.applied_checkpoints,
         2 * SEQUENTIAL_STEPS,
@@ -135,7 +153,10 @@ async fn fifty_parallel_branches_succeed_under_twenty_percent_throttling() {
     let held = finish(&emulator, &arn, &output);
     report("parallel, throttled", &held);
     assert_each_operation_applied_once(&held);
-    assert!(held.faulted_checkpoints > 0, "the emulator throttled some requests");
+    assert!(
+        held.faulted_checkpoints > 0,
+        "the emulator throttled some requests"
+    );
     // A throttled request is retried with everything it carried: rounds stay whole.
     crate::workflows::assert_parallel_requests(held.applied_checkpoints);
     assert_eq!(

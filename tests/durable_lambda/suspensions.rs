@@ -17,18 +17,33 @@ async fn a_wait_and_a_callback_completed_by_the_service_succeed_over_three_invoc
 
     let first = invoke(&emulator, &arn, 5, handlers::wait_then_callback).await;
     assert_eq!(first, pending(), "the wait suspends the first invocation");
-    emulator.finish_invocation(&arn, &first).expect("PENDING is an answer");
+    emulator
+        .finish_invocation(&arn, &first)
+        .expect("PENDING is an answer");
     let after_first = snapshot(&emulator, &arn);
-    assert_eq!(named(&after_first, "pause").status, "STARTED", "the timer runs");
-    assert_eq!(after_first.applied_checkpoints, 3, "the step's START and SUCCEED, the wait's START");
+    assert_eq!(
+        named(&after_first, "pause").status,
+        "STARTED",
+        "the timer runs"
+    );
+    assert_eq!(
+        after_first.applied_checkpoints, 3,
+        "the step's START and SUCCEED, the wait's START"
+    );
     let wait = named(&after_first, "pause").id.clone();
     emulator
         .complete_operation(&arn, &wait, Completion::Succeed(None))
         .expect("the timer fires");
 
     let second = invoke(&emulator, &arn, 6, handlers::wait_then_callback).await;
-    assert_eq!(second, pending(), "the callback suspends the second invocation");
-    emulator.finish_invocation(&arn, &second).expect("PENDING is an answer");
+    assert_eq!(
+        second,
+        pending(),
+        "the callback suspends the second invocation"
+    );
+    emulator
+        .finish_invocation(&arn, &second)
+        .expect("PENDING is an answer");
     let after_second = snapshot(&emulator, &arn);
     assert_eq!(
         after_second.applied_checkpoints, 4,
@@ -36,7 +51,11 @@ async fn a_wait_and_a_callback_completed_by_the_service_succeed_over_three_invoc
     );
     let callback = named(&after_second, "approval").id.clone();
     emulator
-        .complete_operation(&arn, &callback, Completion::Succeed(Some("\"approved\"".into())))
+        .complete_operation(
+            &arn,
+            &callback,
+            Completion::Succeed(Some("\"approved\"".into())),
+        )
         .expect("the callback is answered");
 
     let third = invoke(&emulator, &arn, 7, handlers::wait_then_callback).await;

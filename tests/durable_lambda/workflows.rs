@@ -16,18 +16,28 @@ async fn sequential_steps_succeed_with_one_request_per_update() {
     let output = invoke(&emulator, &arn, 1, handlers::sequential).await;
 
     let sum: u64 = (0..SEQUENTIAL_STEPS).sum();
-    assert_eq!(output, succeeded(json!({"sum": sum})), "the steps' values summed");
+    assert_eq!(
+        output,
+        succeeded(json!({"sum": sum})),
+        "the steps' values summed"
+    );
     let held = finish(&emulator, &arn, &output);
     report("sequential", &held);
     let types = assert_each_operation_applied_once(&held);
-    assert_eq!(types["STEP"], SEQUENTIAL_STEPS as usize, "one STEP per step");
+    assert_eq!(
+        types["STEP"], SEQUENTIAL_STEPS as usize,
+        "one STEP per step"
+    );
     // Each update waits for the previous one to be durable: nothing to coalesce.
     assert_eq!(
         held.applied_checkpoints,
         2 * SEQUENTIAL_STEPS,
         "a sequential handler awaits each START and SUCCEED: one request each"
     );
-    assert_eq!(held.checkpoint_calls, held.applied_checkpoints, "no call refused");
+    assert_eq!(
+        held.checkpoint_calls, held.applied_checkpoints,
+        "no call refused"
+    );
 }
 
 #[tokio::test]
@@ -46,10 +56,21 @@ async fn fifty_parallel_branches_succeed_with_their_updates_coalesced() {
     report("parallel", &held);
     let types = assert_each_operation_applied_once(&held);
     assert_eq!(types["STEP"], (BRANCHES * STEPS_PER_BRANCH) as usize);
-    assert_eq!(types["CONTEXT"], BRANCHES as usize + 1, "the parallel block and its branches");
-    assert_eq!(named(&held, "fan-out").sub_type.as_deref(), Some("Parallel"));
+    assert_eq!(
+        types["CONTEXT"],
+        BRANCHES as usize + 1,
+        "the parallel block and its branches"
+    );
+    assert_eq!(
+        named(&held, "fan-out").sub_type.as_deref(),
+        Some("Parallel")
+    );
     let updates = 2 + BRANCHES * (2 + 2 * STEPS_PER_BRANCH);
-    assert_eq!(held.applied.len() as u64, updates, "402 updates, each applied once");
+    assert_eq!(
+        held.applied.len() as u64,
+        updates,
+        "402 updates, each applied once"
+    );
     assert_parallel_requests(held.applied_checkpoints);
 }
 
@@ -101,12 +122,20 @@ async fn a_map_of_two_hundred_items_succeeds_with_their_updates_coalesced() {
     let output = invoke(&emulator, &arn, 3, handlers::map).await;
 
     let sum: u64 = (0..MAP_ITEMS).sum();
-    assert_eq!(output, succeeded(json!({"sum": sum})), "every item's value summed");
+    assert_eq!(
+        output,
+        succeeded(json!({"sum": sum})),
+        "every item's value summed"
+    );
     let held = finish(&emulator, &arn, &output);
     report("map", &held);
     let types = assert_each_operation_applied_once(&held);
     assert_eq!(types["STEP"], MAP_ITEMS as usize);
-    assert_eq!(types["CONTEXT"], MAP_ITEMS as usize + 1, "the map block and its items");
+    assert_eq!(
+        types["CONTEXT"],
+        MAP_ITEMS as usize + 1,
+        "the map block and its items"
+    );
     for i in [0, MAP_ITEMS / 2, MAP_ITEMS - 1] {
         assert_eq!(
             named(&held, &format!("item-{i}")).result.as_deref(),
@@ -114,7 +143,11 @@ async fn a_map_of_two_hundred_items_succeeds_with_their_updates_coalesced() {
             "item-{i}'s step result is {i}"
         );
     }
-    assert_eq!(held.applied.len() as u64, 2 + 4 * MAP_ITEMS, "802 updates, each applied once");
+    assert_eq!(
+        held.applied.len() as u64,
+        2 + 4 * MAP_ITEMS,
+        "802 updates, each applied once"
+    );
     // The block's START and SUCCEED go alone, and each item awaits its four updates in turn:
     // at least 2 + 4 requests (each round of 200 fits one). Observed at the floor, as for
     // `parallel`; twice the floor leaves room for a round split in two.
@@ -132,7 +165,11 @@ async fn nested_child_contexts_succeed_with_one_request_per_update() {
 
     let output = invoke(&emulator, &arn, 4, handlers::nested).await;
 
-    assert_eq!(output, succeeded(json!({"sum": 1111})), "every step of both contexts summed");
+    assert_eq!(
+        output,
+        succeeded(json!({"sum": 1111})),
+        "every step of both contexts summed"
+    );
     let held = finish(&emulator, &arn, &output);
     report("nested", &held);
     let types = assert_each_operation_applied_once(&held);
