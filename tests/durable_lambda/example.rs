@@ -6,7 +6,7 @@
     reason = "the tests call `handler`; `main` waits for the Lambda runtime"
 )]
 #[path = "../../examples/durable_lambda_map.rs"]
-mod durable_lambda_map;
+pub mod durable_lambda_map;
 
 use checkpoint_batcher::emulator::Faults;
 use serde_json::{Value, json};

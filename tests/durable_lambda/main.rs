@@ -13,6 +13,7 @@ mod support;
 mod answers;
 mod example;
 mod handlers;
+mod local_runner;
 mod recovery;
 mod rig;
 mod suspensions;
