@@ -9,6 +9,7 @@ use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableEx
 use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 use checkpoint_batcher::durable_lambda::Runner;
 use checkpoint_batcher::emulator::{Emulator, Faults};
+use checkpoint_batcher::invocation::MAX_RESPONSE_BYTES;
 use checkpoint_batcher::{
     BackendError, BatcherError, BatchingBackend, CheckpointBatcher, ErrorKind, Fault, FaultyBackend,
 };
@@ -188,4 +189,45 @@ async fn durable_lambdas_error_is_caused_by_the_classified_backend_error_after_o
         "a refusal is not retried, by the batcher or anyone else"
     );
     assert!(batcher.shutdown().await.is_err(), "the refusal latched");
+}
+
+#[tokio::test]
+async fn a_result_over_the_response_limit_is_checkpointed_and_the_answer_has_no_result() {
+    let emulator = emulator(Faults::none(), 20).await;
+    let (arn, _) = emulator.start_execution("large-result");
+    let event = emulator.invocation_event(&arn).expect("the execution runs");
+    // Its JSON text is 18 bytes short of the limit; the answer wrapping it is over.
+    let large = "x".repeat(MAX_RESPONSE_BYTES - 20);
+    let expected = serde_json::to_string(&json!(large)).expect("a string serializes");
+
+    let output = Runner::new(real(&emulator))
+        .with_config(patient_config(20))
+        .invoke(
+            event,
+            |_: Value, _: durable_lambda_core::DurableContext| async move { Ok(json!(large)) },
+        )
+        .await
+        .expect("a large result is an answer");
+
+    assert_eq!(
+        output,
+        json!({"Status": "SUCCEEDED"}),
+        "a result the response cannot hold is left out of it"
+    );
+    let held = snapshot(&emulator, &arn);
+    let execution = held
+        .operation(&held.execution_operation_id)
+        .expect("every execution has its EXECUTION operation");
+    assert_eq!(
+        execution.status, "SUCCEEDED",
+        "the EXECUTION SUCCEED update completed it"
+    );
+    assert!(
+        execution.result.as_deref() == Some(expected.as_str()),
+        "the EXECUTION SUCCEED update carries the result"
+    );
+    assert!(
+        held.completed,
+        "the execution completed before the function answered"
+    );
 }
