@@ -351,3 +351,51 @@ mod disabled {
         pub(crate) fn dequeued(&self, _updates: usize) {}
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    use super::Metrics;
+
+    /// Users find the series in the README: every name registered is listed in its "Metrics"
+    /// section, with every label it takes.
+    #[test]
+    fn every_series_registered_is_listed_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Metrics\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or_default();
+        assert!(!section.is_empty(), "the README has a Metrics section");
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _metrics = metrics::with_local_recorder(&recorder, Metrics::register);
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert!(snapshot.len() > 20, "every series is registered at spawn");
+        for (key, unit, description, _) in snapshot {
+            let key = key.key();
+            assert!(
+                section.contains(&format!("`{}`", key.name())),
+                "the README lists {}",
+                key.name()
+            );
+            assert!(
+                unit.is_some() && description.is_some(),
+                "{} is described",
+                key.name()
+            );
+            for label in key.labels() {
+                assert!(
+                    section.contains(&format!("`{}`", label.key()))
+                        && section.contains(&format!("`{}`", label.value())),
+                    "the README names {}'s label {}={}",
+                    key.name(),
+                    label.key(),
+                    label.value()
+                );
+            }
+        }
+    }
+}
