@@ -16,8 +16,11 @@ use metrics_util::{CompositeKey, MetricKind};
 
 use crate::support::*;
 
-/// One snapshot, by kind, name and sorted labels.
-struct Figures(HashMap<(MetricKind, String, Vec<(String, String)>), DebugValue>);
+/// A series: its kind, name and sorted labels.
+type Series = (MetricKind, String, Vec<(String, String)>);
+
+/// One snapshot, by series.
+struct Figures(HashMap<Series, DebugValue>);
 
 impl Figures {
     fn take(snapshotter: &Snapshotter) -> Self {
