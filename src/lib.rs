@@ -18,6 +18,7 @@ mod batcher;
 mod config;
 mod error;
 mod limits;
+mod metrics;
 mod redact;
 mod retry;
 mod size;

@@ -65,12 +65,21 @@ fn run_drives_the_steps_and_verifies_each_succeeded_exactly_once() {
         "max",
         "retries",
         "ceiling",
+        "metrics (checkpoint_batcher_*",
+        "ack_latency_seconds",
     ] {
         assert!(
             stdout.contains(figure),
             "the summary shows {figure}: {stdout}"
         );
     }
+    assert!(
+        stdout.lines().any(|line| line
+            .trim_start()
+            .starts_with("updates_total{outcome=\"acknowledged\"}")
+            && line.trim_end().ends_with(" 40")),
+        "the metrics count the 40 updates acknowledged: {stdout}"
+    );
 }
 
 #[test]
@@ -127,6 +136,85 @@ fn run_with_injected_faults_still_verifies_exactly_once() {
         summary["retries"].as_u64().unwrap() > 0,
         "the faults were injected and retried: {summary}"
     );
+}
+
+/// The series named `name` whose labels include `labels`, from `run --json`'s metrics.
+fn series<'a>(summary: &'a Value, name: &str, labels: &[(&str, &str)]) -> Vec<&'a Value> {
+    summary["metrics"]
+        .as_array()
+        .expect("run --json has the metrics")
+        .iter()
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .collect()
+}
+
+#[test]
+fn run_reports_the_batchers_metrics_and_they_agree_with_its_summary_under_faults() {
+    let output = quick_run(&[
+        "--throttle-rate",
+        "0.2",
+        "--server-error-rate",
+        "0.2",
+        "--seed",
+        "5",
+        "--initial-backoff-ms",
+        "1",
+        "--max-backoff-ms",
+        "5",
+        "--max-attempts",
+        "20",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let counter = |name: &str, labels: &[(&str, &str)]| -> u64 {
+        series(&summary, name, labels)
+            .iter()
+            .map(|s| s["value"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        counter(
+            "checkpoint_batcher_updates_total",
+            &[("outcome", "acknowledged")]
+        ),
+        40,
+        "every update of the 20 steps is counted acknowledged"
+    );
+    assert_eq!(
+        counter("checkpoint_batcher_requests_total", &[("outcome", "ok")]),
+        summary["calls"].as_u64().unwrap(),
+        "acknowledged requests are the summary's calls"
+    );
+    assert_eq!(
+        counter("checkpoint_batcher_retries_total", &[]),
+        summary["retries"].as_u64().unwrap(),
+        "the retries of every kind add up to the summary's"
+    );
+    assert!(
+        counter("checkpoint_batcher_retries_total", &[]) > 0,
+        "the faults were retried"
+    );
+    let acks = series(&summary, "checkpoint_batcher_ack_latency_seconds", &[]);
+    assert_eq!(acks.len(), 1, "one ack latency series");
+    assert_eq!(
+        acks[0]["count"], 20,
+        "one acknowledgement awaited per step (its START is fire-and-forget)"
+    );
+    assert_eq!(acks[0]["unit"], "seconds");
+    let queued = series(&summary, "checkpoint_batcher_queued_updates", &[]);
+    assert_eq!(queued[0]["value"], 0.0, "nothing waits after the run");
+    for s in summary["metrics"].as_array().unwrap() {
+        assert!(
+            s["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("checkpoint_batcher_"),
+            "every series carries the prefix: {s}"
+        );
+    }
 }
 
 #[test]
@@ -293,6 +381,73 @@ fn tune_prints_a_table_recommends_and_writes_a_valid_svg() {
     ] {
         assert!(svg.contains(label), "the chart shows {label:?}");
     }
+}
+
+#[test]
+fn tune_with_json_prints_the_grid_and_the_recommendation_as_one_object() {
+    let output = cargo_bin_cmd!("checkpoint-batcher")
+        .args([
+            "tune",
+            "--concurrency",
+            "4",
+            "--steps",
+            "3",
+            "--latency-ms",
+            "1",
+            "--jitter-ms",
+            "0",
+            "--batch-sizes",
+            "2,10",
+            "--flush-intervals",
+            "0,1",
+            "--max-p99-ms",
+            "1000",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let sweep: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json prints one JSON object and nothing else ({e}): {}",
+            stdout_of(&output)
+        )
+    });
+    let points = sweep["points"].as_array().expect("the grid is an array");
+    let pairs: Vec<(u64, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["max_batch_updates"].as_u64().unwrap(),
+                p["flush_interval_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [(2, 0), (2, 1), (10, 0), (10, 1)],
+        "one point per combination, batch size major"
+    );
+    for p in points {
+        assert!(p["steps_per_s"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["ack_latency_ms"]["p99"].as_f64().is_some(), "{p}");
+        assert!(p["calls_per_1000_steps"].as_f64().is_some(), "{p}");
+    }
+    let marked: Vec<&Value> = points.iter().filter(|p| p["recommended"] == true).collect();
+    assert_eq!(marked.len(), 1, "exactly one point is marked recommended");
+    let recommendation = &sweep["recommendation"];
+    assert_eq!(
+        recommendation["max_batch_updates"], marked[0]["max_batch_updates"],
+        "the recommendation is the marked point"
+    );
+    assert_eq!(
+        recommendation["flush_interval_ms"],
+        marked[0]["flush_interval_ms"]
+    );
+    assert_eq!(recommendation["within_budget"], true, "a 1 s budget is met");
+    assert_eq!(sweep["max_p99_ms"], 1000.0);
+    assert_eq!(sweep["concurrency"], 4);
+    assert_eq!(sweep["chart"], Value::Null, "no --plot, no chart");
 }
 
 /// An `emulator` subcommand in its own process, killed when dropped.

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::shared::Shared;
 use crate::error::BatcherError;
+use crate::metrics::Stamp;
 use crate::redact::Redacted;
 
 /// One acknowledged batch, shared by the acknowledgements of all its updates.
@@ -135,14 +136,21 @@ impl CheckpointAck {
 pub struct AckFuture {
     rx: oneshot::Receiver<Result<CheckpointAck, BatcherError>>,
     shared: Arc<Shared>,
+    /// When its update was submitted, for the acknowledgement latency (feature `metrics`).
+    submitted: Stamp,
 }
 
 impl AckFuture {
     pub(crate) fn new(
         rx: oneshot::Receiver<Result<CheckpointAck, BatcherError>>,
         shared: Arc<Shared>,
+        submitted: Stamp,
     ) -> Self {
-        Self { rx, shared }
+        Self {
+            rx,
+            shared,
+            submitted,
+        }
     }
 }
 
@@ -151,7 +159,12 @@ impl Future for AckFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            Poll::Ready(Ok(answer)) => {
+                if answer.is_ok() {
+                    self.shared.metrics.acknowledged_after(self.submitted);
+                }
+                Poll::Ready(answer)
+            }
             // A running actor answers everything it accepted, even after it stopped; a sender
             // dropped unanswered means the task itself is gone (aborted, panicked, its runtime
             // shut down), whatever the batcher was doing then.

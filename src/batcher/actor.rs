@@ -350,6 +350,7 @@ impl Actor {
         let span = batch_span(sequence, count, self.queue.front_bytes(), refreshes.len());
         let record_callers = !span.is_disabled();
         let envelope = envelope_bytes(&self.token, CLIENT_TOKEN_LEN);
+        self.shared.metrics.dequeued(count);
         let bytes = self.queue.take_batch(envelope, |submission| {
             if record_callers {
                 span.follows_from(&submission.span);

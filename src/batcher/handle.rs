@@ -14,6 +14,7 @@ use super::message::{AckSender, Command, Submission};
 use super::shared::{BatcherReport, BatcherStats, Shared};
 use crate::config::MAX_DURATION;
 use crate::error::{BatcherError, InvalidUpdate};
+use crate::metrics::Stamp;
 use crate::size::update_bytes;
 use crate::validate::validate_update;
 
@@ -161,11 +162,15 @@ impl BatcherHandle {
     /// [`submit`](Self::submit).
     pub fn try_submit(&self, update: OperationUpdate) -> Result<AckFuture, BatcherError> {
         let (command, ack) = self.prepare(update, self.flush_interval)?;
-        match self.tx.try_send(command) {
-            Ok(()) => Ok(ack),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(BatcherError::QueueFull),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.stopped()),
-        }
+        // Counted before it can be taken, so that the gauge never goes below zero.
+        self.shared.metrics.queued(1);
+        let refused = match self.tx.try_send(command) {
+            Ok(()) => return Ok(ack),
+            Err(mpsc::error::TrySendError::Full(_)) => BatcherError::QueueFull,
+            Err(mpsc::error::TrySendError::Closed(_)) => self.stopped(),
+        };
+        self.shared.metrics.dequeued(1);
+        Err(refused)
     }
 
     /// Sends an empty checkpoint to fetch new execution state (completed callbacks, fired
@@ -190,7 +195,7 @@ impl BatcherHandle {
             .send(reply)
             .await
             .map_err(|_| self.stopped())?;
-        AckFuture::new(rx, Arc::clone(&self.shared)).await
+        AckFuture::new(rx, Arc::clone(&self.shared), Stamp::NONE).await
     }
 
     /// Sends what is queued now, without waiting for the flush interval, and returns once every
@@ -283,10 +288,12 @@ impl BatcherHandle {
         // the queue's state; the command is built only once a slot is held. What `Sender::send`
         // does, without keeping the command in this future across the wait: a command is a few
         // hundred bytes, and each move is a copy on every update.
+        let submitted = Stamp::now();
         validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
         let (bytes, deadline) = (update_bytes(&update), deadline_after(max_delay));
         let permit = self.tx.reserve().await.map_err(|_| self.stopped())?;
-        let (command, ack) = self.command(update, bytes, deadline);
+        let (command, ack) = self.command(update, bytes, deadline, submitted);
+        self.shared.metrics.queued(1);
         permit.send(command);
         Ok(ack)
     }
@@ -298,9 +305,10 @@ impl BatcherHandle {
         update: OperationUpdate,
         max_delay: Duration,
     ) -> Result<(Command, AckFuture), BatcherError> {
+        let submitted = Stamp::now();
         validate_update(&update).map_err(BatcherError::InvalidUpdate)?;
         let (bytes, deadline) = (update_bytes(&update), deadline_after(max_delay));
-        Ok(self.command(update, bytes, deadline))
+        Ok(self.command(update, bytes, deadline, submitted))
     }
 
     /// The command that queues one checked update of `bytes` bytes, and its acknowledgement.
@@ -309,6 +317,7 @@ impl BatcherHandle {
         update: OperationUpdate,
         bytes: usize,
         deadline: Option<Instant>,
+        submitted: Stamp,
     ) -> (Command, AckFuture) {
         let (reply, rx) = oneshot::channel();
         let submission = Submission {
@@ -319,7 +328,7 @@ impl BatcherHandle {
             unit: 1,
             span: Span::current(),
         };
-        let ack = AckFuture::new(rx, Arc::clone(&self.shared));
+        let ack = AckFuture::new(rx, Arc::clone(&self.shared), submitted);
         (Command::Update(submission), ack)
     }
 
@@ -328,6 +337,7 @@ impl BatcherHandle {
         &self,
         updates: Vec<OperationUpdate>,
     ) -> Result<(Command, AckFuture), BatcherError> {
+        let submitted = Stamp::now();
         if updates.is_empty() {
             return Err(BatcherError::InvalidUpdate(InvalidUpdate::new(
                 "Updates",
@@ -357,7 +367,7 @@ impl BatcherHandle {
             })
             .collect();
         group.reverse();
-        let ack = AckFuture::new(rx, Arc::clone(&self.shared));
+        let ack = AckFuture::new(rx, Arc::clone(&self.shared), submitted);
         Ok((Command::Group(group), ack))
     }
 
@@ -425,8 +435,10 @@ impl BatcherHandle {
         &self,
         updates: Vec<OperationUpdate>,
     ) -> Result<AckFuture, BatcherError> {
+        let size = updates.len();
         let (command, ack) = self.prepare_group(updates)?;
         let permit = self.tx.reserve().await.map_err(|_| self.stopped())?;
+        self.shared.metrics.queued(size);
         permit.send(command);
         Ok(ack)
     }

@@ -29,6 +29,7 @@ use super::shared::Shared;
 use crate::backend::DurableBackend;
 use crate::config::RetryPolicy;
 use crate::error::{BackendError, BatchFailure, ErrorKind, FailedCall};
+use crate::metrics::Stamp;
 use crate::retry::backoff_delay;
 
 /// The most state pages fetched after one checkpoint; a service that kept answering with new
@@ -234,8 +235,9 @@ fn page_problem(
     }
 }
 
-/// Makes one call with retries ([`with_retries`]), counting retries in the statistics and
-/// every attempt in `attempts` (the pages of one batch share one count).
+/// Makes one call with retries ([`with_retries`]), counting retries in the statistics, every
+/// attempt in the metrics, and every attempt in `attempts` (the pages of one batch share one
+/// count).
 async fn retrying<T, F, Fut>(
     policy: &RetryPolicy,
     rng: &mut fastrand::Rng,
@@ -253,7 +255,9 @@ where
         FailedCall::Checkpoint => "checkpoint call",
         FailedCall::StatePage | FailedCall::AfterStatePage => "state page call",
     };
-    let (result, made) = with_retries(policy, rng, what, || shared.record_retry(), call).await;
+    let on_attempt =
+        |started, error, retried| shared.record_attempt(during, started, error, retried);
+    let (result, made) = with_retries(policy, rng, what, on_attempt, call).await;
     *attempts += made;
     result.map_err(|error| BatchFailure::new(error, sequence, made, during))
 }
@@ -262,12 +266,14 @@ where
 /// (timeouts included) are retried after a full-jitter backoff that honours `Retry-After` up to
 /// the policy's `max_backoff` (docs/PROTOCOL.md, "Error classification"); anything else, or
 /// the last attempt's failure, is final.
-/// `on_retry` runs before each retry's wait. Returns the outcome and the attempts made.
+/// `on_attempt` runs as each attempt ends, before a retry's wait: with when the attempt started
+/// (a [`Stamp`], empty without the `metrics` feature), its error's kind if it failed, and
+/// whether another attempt follows. Returns the outcome and the attempts made.
 pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     rng: &mut fastrand::Rng,
     what: &str,
-    mut on_retry: impl FnMut(),
+    mut on_attempt: impl FnMut(Stamp, Option<ErrorKind>, bool),
     mut call: F,
 ) -> (Result<T, BackendError>, u32)
 where
@@ -277,19 +283,24 @@ where
     let mut attempt: u32 = 0;
     loop {
         attempt = attempt.saturating_add(1);
+        let started = Stamp::now();
         let error = match tokio::time::timeout(policy.attempt_timeout, call()).await {
-            Ok(Ok(value)) => return (Ok(value), attempt),
+            Ok(Ok(value)) => {
+                on_attempt(started, None, false);
+                return (Ok(value), attempt);
+            }
             Ok(Err(error)) => error,
             Err(_) => BackendError::new(
                 ErrorKind::Transient,
                 format!("attempt timed out after {:?}", policy.attempt_timeout),
             ),
         };
-        if !error.kind().is_retryable() || attempt >= policy.max_attempts {
+        let retried = error.kind().is_retryable() && attempt < policy.max_attempts;
+        on_attempt(started, Some(error.kind()), retried);
+        if !retried {
             return (Err(error), attempt);
         }
         let delay = backoff_delay(policy, attempt, error.retry_after(), rng.f64());
-        on_retry();
         tracing::warn!(
             attempt,
             kind = %error.kind(),

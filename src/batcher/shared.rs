@@ -6,7 +6,8 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::error::{BatcherError, CloseReason};
+use crate::error::{BatchFailure, BatcherError, CloseReason, ErrorKind, FailedCall};
+use crate::metrics::{Metrics, Stamp};
 use crate::redact::Redacted;
 
 /// A snapshot of a batcher's statistics.
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     largest_batch: AtomicU64,
     failures: AtomicU64,
     unacknowledged: AtomicU64,
+    /// The same figures and more, for the application's recorder (feature `metrics`).
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
@@ -101,6 +104,7 @@ impl Shared {
             largest_batch: AtomicU64::default(),
             failures: AtomicU64::default(),
             unacknowledged: AtomicU64::default(),
+            metrics: Metrics::register(),
         }
     }
 
@@ -172,6 +176,7 @@ impl Shared {
     }
 
     pub(crate) fn record_batch(&self, updates: usize, bytes: usize) {
+        self.metrics.acknowledged_batch(updates, bytes);
         let updates = updates as u64;
         let _ = self.updates.fetch_add(updates, Ordering::Relaxed);
         let _ = self.batches.fetch_add(1, Ordering::Relaxed);
@@ -179,18 +184,31 @@ impl Shared {
         let _ = self.largest_batch.fetch_max(updates, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_retry(&self) {
-        let _ = self.retries.fetch_add(1, Ordering::Relaxed);
+    /// One attempt of `call`, started at `started`, ended (failing with `error` if it did);
+    /// `retried` when another attempt follows.
+    pub(crate) fn record_attempt(
+        &self,
+        call: FailedCall,
+        started: Stamp,
+        error: Option<ErrorKind>,
+        retried: bool,
+    ) {
+        if retried {
+            let _ = self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.attempt(call, started, error, retried);
     }
 
-    pub(crate) fn record_failure(&self) {
+    pub(crate) fn record_failure(&self, failure: &BatchFailure) {
         let _ = self.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failed_batch(failure.scope(), failure.kind());
     }
 
     pub(crate) fn record_unacknowledged(&self, updates: usize) {
         let _ = self
             .unacknowledged
             .fetch_add(updates as u64, Ordering::Relaxed);
+        self.metrics.unacknowledged(updates);
     }
 
     pub(crate) fn unacknowledged(&self) -> u64 {

@@ -109,8 +109,14 @@ impl History {
                     Some(STATE_PAGE_ITEMS),
                 )
             };
-            let (page, attempts) =
-                with_retries(retry, &mut rng, "reading the execution state", || {}, call).await;
+            let (page, attempts) = with_retries(
+                retry,
+                &mut rng,
+                "reading the execution state",
+                |_, _, _| {},
+                call,
+            )
+            .await;
             let page = page.map_err(|cause| InvocationError::StateFailed { attempts, cause })?;
             history.extend(page.operations);
             // An empty marker would restart the listing from the beginning; it ends it, as the

@@ -11,6 +11,8 @@ mod groups;
 mod idempotency;
 mod latch;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pagination;
 #[cfg(feature = "emulator")]
 mod redaction;

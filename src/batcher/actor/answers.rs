@@ -78,7 +78,7 @@ impl Actor {
     /// channel, then answer everyone who waits, the batch's own callers first.
     pub(super) fn fail(&mut self, flight: InFlight, failure: BatchFailure) {
         flight.span.record("outcome", "failed");
-        self.shared.record_failure();
+        self.shared.record_failure(&failure);
         tracing::error!(
             sequence = flight.sequence,
             kind = %failure.kind(),
@@ -146,6 +146,7 @@ impl Actor {
         self.refresh_rx.close();
         self.shared
             .record_unacknowledged(failed_updates + self.queue.len());
+        self.shared.metrics.dequeued(self.queue.len());
         for reply in first {
             let _ = reply.send(Err(first_error.clone()));
         }
@@ -210,10 +211,12 @@ impl Actor {
         let refused: Vec<AckSender> = match command {
             Command::Update(submission) => {
                 self.shared.record_unacknowledged(1);
+                self.shared.metrics.dequeued(1);
                 submission.reply.into_iter().collect()
             }
             Command::Group(group) => {
                 self.shared.record_unacknowledged(group.len());
+                self.shared.metrics.dequeued(group.len());
                 group.into_iter().filter_map(|s| s.reply).collect()
             }
             Command::Flush(reply) => {

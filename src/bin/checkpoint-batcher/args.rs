@@ -118,6 +118,9 @@ pub(crate) struct TuneArgs {
     /// Write an SVG chart of throughput against p99 latency to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) plot: Option<PathBuf>,
+    /// Print the grid and the recommendation as one JSON object (and no progress).
+    #[arg(long)]
+    pub(crate) json: bool,
     /// Fixed latency the embedded emulator adds to every call, in milliseconds.
     #[arg(long, default_value_t = 5, value_name = "MS", help_heading = EMULATOR_HEADING)]
     pub(crate) latency_ms: u64,

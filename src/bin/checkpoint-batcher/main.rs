@@ -22,6 +22,7 @@
 mod args;
 mod error;
 mod plot;
+mod recorded;
 mod report;
 mod run;
 mod serve;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use checkpoint_batcher::BatcherConfig;
 use serde_json::{Value, json};
 
+use crate::recorded::Recorded;
 use crate::verify::Verification;
 use crate::workload::{Outcome, Workload, per_second};
 
@@ -55,6 +56,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) outcome: &'a Outcome,
     /// The exactly-once check, embedded emulator only.
     pub(crate) verification: Option<&'a Verification>,
+    /// The batcher's metrics, as the process's recorder saw them.
+    pub(crate) metrics: Option<&'a Recorded>,
 }
 
 impl Summary<'_> {
@@ -193,6 +196,10 @@ impl Summary<'_> {
                 );
             }
         }
+        if let Some(metrics) = self.metrics {
+            let _ = writeln!(out);
+            out.push_str(&metrics.text());
+        }
         let _ = writeln!(out);
         match self.verification {
             Some(v) if v.ok() => {
@@ -311,6 +318,7 @@ impl Summary<'_> {
             "ceiling_steps_per_s": self.ceiling(),
             "ceiling_ratio": self.ceiling().map(|ceiling| o.steps_per_second() / ceiling),
             "verification": verification,
+            "metrics": self.metrics.map(Recorded::json),
         })
     }
 }

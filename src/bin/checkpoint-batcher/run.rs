@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
 use crate::error::CliError;
+use crate::recorded::{self, Recorded};
 use crate::report::{Summary, TargetInfo};
 use crate::verify::{Verification, verify};
 use crate::workload::{Timed, Workload, drive};
@@ -63,6 +64,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         }
     };
 
+    // Before the batcher is spawned: it registers its series with the recorder current then.
+    let snapshotter = recorded::install();
     let progress = progress_bar(workload.total_steps(), args.json);
     let timed = Arc::new(Timed::new(Arc::new(backend)));
     let outcome = drive(
@@ -76,6 +79,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     .await;
     progress.finish_and_clear();
     let outcome = outcome?;
+    let metrics = snapshotter.as_ref().map(Recorded::take);
 
     if let Some(error) = outcome.error {
         return Err(CliError::failed(format!(
@@ -105,6 +109,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         config: &config,
         outcome: &outcome,
         verification: verification.as_ref(),
+        metrics: metrics.as_ref(),
     };
     if args.json {
         println!("{}", summary.json());

@@ -3,7 +3,8 @@
 //! and recommend the configuration with the most throughput whose p99 fits `--max-p99-ms`.
 //!
 //! Every point is checked exactly-once like `run`, so a configuration that looks fast because
-//! it lost updates cannot win.
+//! it lost updates cannot win. `--json` prints the grid and the recommendation as one object,
+//! as `run --json` prints its summary.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use checkpoint_batcher::emulator::Emulator;
 use checkpoint_batcher::{BatcherConfig, RealBackend};
+use serde_json::{Value, json};
 
 use crate::args::TuneArgs;
 use crate::error::{CliError, config_usage};
@@ -49,12 +51,14 @@ pub(crate) async fn tune(args: TuneArgs) -> Result<(), CliError> {
     let configs = configurations(&args)?;
     let workload = Workload::new(args.concurrency, args.steps, args.payload_bytes);
     let faults = args.faults.faults(args.latency_ms, args.jitter_ms);
-    eprintln!(
-        "sweeping {} configurations of {} steps each ...",
-        configs.len(),
-        workload.total_steps()
-    );
-    let progress = progress_bar(workload.total_steps() * configs.len() as u64, false);
+    if !args.json {
+        eprintln!(
+            "sweeping {} configurations of {} steps each ...",
+            configs.len(),
+            workload.total_steps()
+        );
+    }
+    let progress = progress_bar(workload.total_steps() * configs.len() as u64, args.json);
 
     let mut points = Vec::with_capacity(configs.len());
     for config in configs {
@@ -118,6 +122,13 @@ pub(crate) async fn tune(args: TuneArgs) -> Result<(), CliError> {
     progress.finish_and_clear();
 
     let recommended = recommend(&points, args.max_p99_ms);
+    if args.json {
+        if let Some(path) = &args.plot {
+            chart(&args, &points, recommended, path)?;
+        }
+        println!("{}", json_summary(&args, &points, recommended));
+        return Ok(());
+    }
     print!(
         "{}",
         table(&args, &points, recommended.map(|(index, _)| index))
@@ -142,23 +153,84 @@ pub(crate) async fn tune(args: TuneArgs) -> Result<(), CliError> {
         None => {}
     }
     if let Some(path) = &args.plot {
-        let title = format!(
-            "{} tasks x {} steps, emulator latency {} + 0-{} jitter (labels: flush interval)",
-            args.concurrency,
-            args.steps,
-            ms(faults.latency),
-            ms(faults.jitter)
-        );
-        plot::chart(
-            path,
-            &title,
-            &points,
-            args.max_p99_ms,
-            recommended.map(|(index, _)| index),
-        )?;
+        chart(&args, &points, recommended, path)?;
         println!("chart: {}", path.display());
     }
     Ok(())
+}
+
+/// Writes the SVG chart of `points` to `path`.
+fn chart(
+    args: &TuneArgs,
+    points: &[Point],
+    recommended: Option<(usize, bool)>,
+    path: &std::path::Path,
+) -> Result<(), CliError> {
+    let faults = args.faults.faults(args.latency_ms, args.jitter_ms);
+    let title = format!(
+        "{} tasks x {} steps, emulator latency {} + 0-{} jitter (labels: flush interval)",
+        args.concurrency,
+        args.steps,
+        ms(faults.latency),
+        ms(faults.jitter)
+    );
+    plot::chart(
+        path,
+        &title,
+        points,
+        args.max_p99_ms,
+        recommended.map(|(index, _)| index),
+    )
+}
+
+/// The sweep as one JSON object: the workload and the emulator, every point of the grid in the
+/// order run, and the recommendation (`null` when nothing was measured), named as in
+/// `run --json`.
+fn json_summary(args: &TuneArgs, points: &[Point], recommended: Option<(usize, bool)>) -> Value {
+    let grid: Vec<Value> = points
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            json!({
+                "max_batch_updates": p.batch_size,
+                "flush_interval_ms": p.flush_ms,
+                "steps_per_s": p.steps_per_s,
+                "ack_latency_ms": {"p50": p.p50_ms, "p99": p.p99_ms},
+                "calls_per_1000_steps": p.calls_per_1000,
+                "mean_batch": p.mean_batch,
+                "recommended": recommended.is_some_and(|(r, _)| r == index),
+            })
+        })
+        .collect();
+    let recommendation = recommended.and_then(|(index, within_budget)| {
+        points.get(index).map(|p| {
+            json!({
+                "max_batch_updates": p.batch_size,
+                "flush_interval_ms": p.flush_ms,
+                "steps_per_s": p.steps_per_s,
+                "p99_ms": p.p99_ms,
+                "within_budget": within_budget,
+            })
+        })
+    });
+    json!({
+        "target": {
+            "kind": "embedded-emulator",
+            "latency_ms": args.latency_ms,
+            "jitter_ms": args.jitter_ms,
+            "throttle_rate": args.faults.throttle_rate,
+            "server_error_rate": args.faults.server_error_rate,
+            "lost_answer_rate": args.faults.lost_answer_rate,
+            "seed": args.faults.seed,
+        },
+        "concurrency": args.concurrency,
+        "steps_per_task": args.steps,
+        "payload_bytes": args.payload_bytes,
+        "max_p99_ms": args.max_p99_ms,
+        "points": grid,
+        "recommendation": recommendation,
+        "chart": args.plot.as_ref().map(|path| path.display().to_string()),
+    })
 }
 
 /// Every combination to try, batch size major, each validated before anything runs.
