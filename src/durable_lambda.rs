@@ -117,7 +117,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 use crate::backend::{DurableBackend, RealBackend};
-use crate::batcher::{BatcherHandle, BatchingBackend, CheckpointBatcher};
+use crate::batcher::{BatcherHandle, BatchingBackend, CheckpointBatcher, Operations};
 use crate::config::BatcherConfig;
 use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind, FailureScope};
 use crate::invocation::{History, InvocationEvent, InvocationOutput, MAX_RESPONSE_BYTES};
@@ -445,12 +445,16 @@ fn failed(error_type: &str, error: &dyn StdError) -> InvocationOutput {
 impl durable_lambda_core::backend::DurableBackend for BatchingBackend {
     async fn checkpoint(
         &self,
-        arn: &str,
-        checkpoint_token: &str,
+        _arn: &str,
+        _checkpoint_token: &str,
         updates: Vec<OperationUpdate>,
         client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, DurableError> {
-        let output = DurableBackend::checkpoint(self, arn, checkpoint_token, updates, client_token)
+        // durable-lambda reads back its own operations (a callback's Id) and merges every
+        // operation it is given into its replay state, per call: handing each call the whole
+        // batch's changes (hundreds of operations) would cost a copy of them per update.
+        let output = self
+            .checkpoint_call(updates, client_token, Operations::Own)
             .await
             .map_err(DurableError::aws_sdk_operation)?;
         if output.checkpoint_token().is_none() {

@@ -127,6 +127,41 @@ impl BatchingBackend {
         &self.batcher
     }
 
+    /// One `checkpoint` call, answered with the operations `scope` asks for.
+    pub(crate) async fn checkpoint_call(
+        &self,
+        updates: Vec<OperationUpdate>,
+        client_token: Option<&str>,
+        scope: Operations,
+    ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
+        // A refresh is made to fetch what changed: it always gets the batch's operations.
+        let own_ids: Option<Vec<String>> = (scope == Operations::Own && !updates.is_empty())
+            .then(|| updates.iter().map(|update| update.id.clone()).collect());
+        let ack = match client_token {
+            // A refresh applies nothing: its repeat is harmless, so it is never remembered.
+            Some(client_token) if !updates.is_empty() => {
+                let call = self
+                    .client_tokens
+                    .call(client_token, updates, |updates, generation| {
+                        self.start(client_token, updates, generation)
+                    });
+                match call {
+                    Lookup::Call(call) => call.await,
+                    Lookup::Conflict => {
+                        return Err(BackendError::new(
+                            ErrorKind::Rejected,
+                            "the client token was used before with other updates: a repeated \
+                             client token must repeat its call",
+                        ));
+                    }
+                }
+            }
+            _ => checkpoint(self.batcher.clone(), updates).await,
+        };
+        ack.map(|ack| output(&ack, own_ids.as_deref()))
+            .map_err(backend_error)
+    }
+
     /// Makes the call remembered under `client_token`. It runs on a task of its own, so that
     /// once made it goes on whoever awaits it: a caller that gives up while the queue is full
     /// must not leave the call parked in the queue's line, holding the slot it would get, for
@@ -163,28 +198,8 @@ impl DurableBackend for BatchingBackend {
         updates: Vec<OperationUpdate>,
         client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
-        let ack = match client_token {
-            // A refresh applies nothing: its repeat is harmless, so it is never remembered.
-            Some(client_token) if !updates.is_empty() => {
-                let call = self
-                    .client_tokens
-                    .call(client_token, updates, |updates, generation| {
-                        self.start(client_token, updates, generation)
-                    });
-                match call {
-                    Lookup::Call(call) => call.await,
-                    Lookup::Conflict => {
-                        return Err(BackendError::new(
-                            ErrorKind::Rejected,
-                            "the client token was used before with other updates: a repeated \
-                             client token must repeat its call",
-                        ));
-                    }
-                }
-            }
-            _ => checkpoint(self.batcher.clone(), updates).await,
-        };
-        ack.map(|ack| output(&ack)).map_err(backend_error)
+        self.checkpoint_call(updates, client_token, Operations::Batch)
+            .await
     }
 
     async fn get_execution_state(
@@ -212,12 +227,37 @@ async fn checkpoint(
     }
 }
 
-fn output(ack: &CheckpointAck) -> CheckpointDurableExecutionOutput {
+/// Which operations a call's output carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operations {
+    /// Every operation the call's batch changed (the trait's documented answer).
+    Batch,
+    /// Only the operations the call's own updates name: what code that reads back its own
+    /// operation needs, without a copy of the whole batch's changes per call.
+    #[cfg_attr(
+        not(feature = "durable-lambda"),
+        allow(dead_code, reason = "asked for by the durable-lambda adapter only")
+    )]
+    Own,
+}
+
+/// The output of a call answered by `ack`: the batch's operations, or only those whose Id is
+/// in `own_ids`.
+fn output(ack: &CheckpointAck, own_ids: Option<&[String]>) -> CheckpointDurableExecutionOutput {
+    let operations = match own_ids {
+        None => ack.operations().to_vec(),
+        Some(ids) => ack
+            .operations()
+            .iter()
+            .filter(|op| ids.iter().any(|id| id == op.id()))
+            .cloned()
+            .collect(),
+    };
     CheckpointDurableExecutionOutput::builder()
         .set_checkpoint_token(ack.checkpoint_token().map(str::to_owned))
         .new_execution_state(
             CheckpointUpdatedExecutionState::builder()
-                .set_operations(Some(ack.operations().to_vec()))
+                .set_operations(Some(operations))
                 // Pages the batcher could not read stay announced: without the marker the
                 // output would pass for the whole state.
                 .set_next_marker(ack.unread_marker().map(str::to_owned))

@@ -49,6 +49,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use ack::{AckFuture, CheckpointAck};
 pub use batching_backend::BatchingBackend;
+#[cfg(feature = "durable-lambda")]
+pub(crate) use batching_backend::Operations;
 pub use handle::BatcherHandle;
 #[cfg(feature = "lambda")]
 pub(crate) use send::with_retries;

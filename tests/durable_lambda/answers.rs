@@ -256,3 +256,73 @@ async fn an_event_that_cannot_be_read_fails_the_execution() {
         "nothing was sent"
     );
 }
+
+/// durable-lambda merges every operation an answer carries into its replay state, per call:
+/// through the batcher, each call gets back its own operations, not the whole batch's.
+#[tokio::test]
+async fn each_call_gets_back_its_own_operations_not_the_whole_batchs() {
+    let emulator = emulator(Faults::none(), 19).await;
+    let (arn, token) = emulator.start_execution("own-operations");
+    let faulty = Arc::new(FaultyBackend::new(real(&emulator)));
+    let batcher = CheckpointBatcher::spawn(faulty.clone(), arn.clone(), token, patient_config(19))
+        .expect("a valid start");
+    let backend = BatchingBackend::new(batcher.clone(), faulty.clone());
+    faulty.hold();
+    let first = tokio::spawn({
+        let backend = backend.clone();
+        let arn = arn.clone();
+        async move {
+            backend
+                .checkpoint(&arn, "t", vec![start_of("first")], None)
+                .await
+        }
+    });
+    faulty.wait_for_calls(1).await;
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let backend = backend.clone();
+            let arn = arn.clone();
+            tokio::spawn(async move {
+                backend
+                    .checkpoint(&arn, "t", vec![start_of(&format!("s{i}"))], None)
+                    .await
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    faulty.release();
+    first.await.unwrap().expect("durable");
+    for (i, call) in calls.into_iter().enumerate() {
+        let output = call.await.unwrap().expect("durable");
+        let ids: Vec<&str> = output
+            .new_execution_state()
+            .map(|state| state.operations().iter().map(|op| op.id()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            ids,
+            [format!("s{i}")],
+            "only the call's own operation comes back"
+        );
+    }
+    // The trait of this crate still answers with the batch's changes.
+    let output = checkpoint_batcher::DurableBackend::checkpoint(
+        &backend,
+        &arn,
+        "t",
+        vec![start_of("last")],
+        None,
+    )
+    .await
+    .expect("durable");
+    assert!(output.new_execution_state().is_some());
+    batcher.shutdown().await.expect("drained");
+}
+
+fn start_of(id: &str) -> OperationUpdate {
+    OperationUpdate::builder()
+        .id(id)
+        .r#type(OperationType::Step)
+        .action(OperationAction::Start)
+        .build()
+        .unwrap()
+}
