@@ -33,6 +33,10 @@ pub mod emulator;
 #[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod invocation;
 
+#[cfg(feature = "durable-lambda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "durable-lambda")))]
+pub mod durable_lambda;
+
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use backend::{CallRecord, Fault, FaultyBackend, RandomFaults};
