@@ -1083,7 +1083,7 @@ fn main() -> Result<(), Error> {
                 }
             }
             if !measured.is_empty() {
-                measured.sort_by(|a, b| b.elapsed.cmp(&a.elapsed));
+                measured.sort_by_key(|m| m.elapsed);
                 let median = measured.len() / 2;
                 row.measured = Some(measured.swap_remove(median));
             }

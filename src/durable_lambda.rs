@@ -131,9 +131,8 @@ pub mod prelude {
     pub use durable_lambda_core::error::DurableError;
     pub use durable_lambda_core::ops_trait::DurableContextOps;
     pub use durable_lambda_core::types::{
-        BatchItem, BatchItemStatus, BatchResult, CallbackHandle, CallbackOptions,
-        CheckpointResult, CompletionReason, ExecutionMode, MapOptions, ParallelOptions,
-        StepOptions,
+        BatchItem, BatchItemStatus, BatchResult, CallbackHandle, CallbackOptions, CheckpointResult,
+        CompletionReason, ExecutionMode, MapOptions, ParallelOptions, StepOptions,
     };
 }
 
@@ -274,7 +273,11 @@ impl Runner {
     /// # Panics
     ///
     /// When called outside a Tokio runtime.
-    pub async fn invoke<F, Fut>(&self, event: Value, handler: F) -> Result<Value, lambda_runtime::Error>
+    pub async fn invoke<F, Fut>(
+        &self,
+        event: Value,
+        handler: F,
+    ) -> Result<Value, lambda_runtime::Error>
     where
         F: FnOnce(Value, DurableContext) -> Fut,
         Fut: Future<Output = Result<Value, DurableError>>,
@@ -313,9 +316,10 @@ impl Runner {
 
 /// The user's input: the EXECUTION operation's `InputPayload`, `{}` when there is none.
 fn input(history: &History) -> Result<Value, serde_json::Error> {
-    history
-        .input()
-        .map_or_else(|| Ok(Value::Object(serde_json::Map::new())), serde_json::from_str)
+    history.input().map_or_else(
+        || Ok(Value::Object(serde_json::Map::new())),
+        serde_json::from_str,
+    )
 }
 
 /// The answer for the handler's `result`, before the drain. A result over the response limit
@@ -423,10 +427,9 @@ impl durable_lambda_core::backend::DurableBackend for BatchingBackend {
         updates: Vec<OperationUpdate>,
         client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, DurableError> {
-        let output =
-            DurableBackend::checkpoint(self, arn, checkpoint_token, updates, client_token)
-                .await
-                .map_err(DurableError::aws_sdk_operation)?;
+        let output = DurableBackend::checkpoint(self, arn, checkpoint_token, updates, client_token)
+            .await
+            .map_err(DurableError::aws_sdk_operation)?;
         if output.checkpoint_token().is_none() {
             // durable-lambda needs a token to go on; the chain ended with this batch (the
             // execution completed, or the service revoked the token): the invocation stops.
