@@ -28,6 +28,9 @@ use crate::support::{request, try_request};
 /// seventh execution would wait for a free worker, so no more run at once.
 pub const MAX_OPEN_EXECUTIONS: usize = 6;
 
+/// The Lambda Invoke API's route, as the runner calls it.
+pub const INVOKE_ROUTE: &str = "/2015-03-31/functions/{name}/invocations";
+
 /// How long the runner may take to answer `/health` after it was spawned.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
@@ -67,16 +70,26 @@ impl Runner {
     /// port is picked before the runner binds it (it has no port 0), so another process may
     /// take it in between: a runner that exits at start is tried again on another port.
     pub async fn start(python: &Path, tag: &str) -> Result<Self, String> {
+        Self::start_serving(python, tag, None).await
+    }
+
+    /// [`start`](Self::start), with `lambda` serving the runner's Invokes in place of the fake
+    /// Lambda that holds them for a sequence (it must route [`INVOKE_ROUTE`]).
+    pub async fn start_serving(
+        python: &Path,
+        tag: &str,
+        lambda: Option<Router>,
+    ) -> Result<Self, String> {
         let mut attempt = 1;
         loop {
-            match Self::start_once(python, tag).await {
+            match Self::start_once(python, tag, lambda.clone()).await {
                 Err(e) if attempt < 3 && e.contains("exited") => attempt += 1,
                 result => return result,
             }
         }
     }
 
-    async fn start_once(python: &Path, tag: &str) -> Result<Self, String> {
+    async fn start_once(python: &Path, tag: &str, lambda: Option<Router>) -> Result<Self, String> {
         let script = python
             .parent()
             .map(|dir| dir.join("dex-local-runner"))
@@ -94,9 +107,11 @@ impl Runner {
         let lambda_addr = listener
             .local_addr()
             .map_err(|e| format!("the fake Lambda's address: {e}"))?;
-        let app = Router::new()
-            .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-            .with_state(waiting.clone());
+        let app = lambda.unwrap_or_else(|| {
+            Router::new()
+                .route(INVOKE_ROUTE, post(invoke))
+                .with_state(waiting.clone())
+        });
         let lambda = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -194,33 +209,7 @@ impl Runner {
             .lock()
             .map_err(|_| "the fake Lambda's table is poisoned".to_owned())?
             .insert(function.clone(), tx);
-        let body = json!({
-            "AccountId": "123456789012",
-            "FunctionName": function,
-            "FunctionQualifier": "$LATEST",
-            "ExecutionName": function,
-            "ExecutionTimeoutSeconds": 3600,
-            "ExecutionRetentionPeriodDays": 1,
-            "Input": "{}",
-        });
-        let resp = request(
-            self.addr,
-            "POST",
-            "/start-durable-execution",
-            body.to_string().as_bytes(),
-        )
-        .await;
-        if resp.status != 201 {
-            return Err(format!(
-                "start-durable-execution answered {}: {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.body)
-            ));
-        }
-        let arn = resp.json()["ExecutionArn"]
-            .as_str()
-            .ok_or("start-durable-execution answered no ExecutionArn")?
-            .to_owned();
+        let arn = self.start_function(&function, "{}").await?;
         let held = tokio::time::timeout(INVOKE_LIMIT, rx)
             .await
             .map_err(|_| format!("no Invoke for {function} within {INVOKE_LIMIT:?}"))?
@@ -247,6 +236,38 @@ impl Runner {
             exec_id,
             _release: held.release,
         })
+    }
+
+    /// Starts an execution of `function` with `input`; returns its ARN. The runner invokes
+    /// `function` at once.
+    pub async fn start_function(&self, function: &str, input: &str) -> Result<String, String> {
+        let body = json!({
+            "AccountId": "123456789012",
+            "FunctionName": function,
+            "FunctionQualifier": "$LATEST",
+            "ExecutionName": function,
+            "ExecutionTimeoutSeconds": 3600,
+            "ExecutionRetentionPeriodDays": 1,
+            "Input": input,
+        });
+        let resp = request(
+            self.addr,
+            "POST",
+            "/start-durable-execution",
+            body.to_string().as_bytes(),
+        )
+        .await;
+        if resp.status != 201 {
+            return Err(format!(
+                "start-durable-execution answered {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            ));
+        }
+        resp.json()["ExecutionArn"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "start-durable-execution answered no ExecutionArn".to_owned())
     }
 
     /// `GetDurableExecution`'s `Status` (RUNNING, SUCCEEDED, FAILED, ...).
