@@ -38,7 +38,7 @@ use checkpoint_batcher::invocation::{
 };
 use checkpoint_batcher::{
     BatcherConfig, BatcherError, BatcherHandle, CheckpointBatcher, CloseReason, DurableBackend,
-    ErrorKind, FailureScope, RealBackend,
+    ErrorKind, FailureScope, RealBackend, SERVICE_MAX_EXECUTION_PAYLOAD_BYTES,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -159,25 +159,37 @@ impl std::error::Error for Unusable {}
 
 /// The input's member `field`, which must be present and a whole number of at least `min`; the
 /// error names the field.
-fn whole_number(input: &Value, field: &str, min: u64) -> Result<u64, Unusable> {
+fn whole_number(input: &Value, field: &str, min: u64, max: u64) -> Result<u64, Unusable> {
     match input.get(field) {
         None => Err(Unusable::input(format!(
             "invalid input: {field} is missing"
         ))),
-        Some(value) => value.as_u64().filter(|n| *n >= min).ok_or_else(|| {
-            Unusable::input(format!(
-                "invalid input: {field} must be a whole number of at least {min}, got {value}"
-            ))
-        }),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                Unusable::input(format!(
+                    "invalid input: {field} must be a whole number from {min} to {max}, got {value}"
+                ))
+            }),
     }
 }
+
+/// The most items: their squares' sum, about items³ / 3, stays within a `u64`.
+const MAX_ITEMS: u64 = 2_000_000;
 
 /// The map itself; every error is returned for [`handle`] to map to an output.
 async fn run(batcher: &BatcherHandle, history: &History) -> Result<InvocationOutput, Error> {
     let input: Value = serde_json::from_str(history.input().unwrap_or("{}"))
         .map_err(|e| Unusable::input(format!("invalid input: not JSON: {e}")))?;
-    let items = whole_number(&input, "items", 0)?;
-    let concurrency = whole_number(&input, "concurrency", 1)?;
+    let items = whole_number(&input, "items", 0, MAX_ITEMS)?;
+    let concurrency = whole_number(&input, "concurrency", 1, u64::from(u32::MAX))?;
+    // Checked before any step runs: input refused writes nothing.
+    let largest = u64::try_from(SERVICE_MAX_EXECUTION_PAYLOAD_BYTES)?;
+    let pad = match input.get("pad") {
+        Some(_) => Some(whole_number(&input, "pad", 0, largest)?),
+        None => None,
+    };
     let sum = stream::iter(0..items)
         .map(|i| item(batcher, history, i))
         .buffer_unordered(usize::try_from(concurrency)?)
@@ -185,14 +197,16 @@ async fn run(batcher: &BatcherHandle, history: &History) -> Result<InvocationOut
         .await?;
 
     let mut result = json!({"items": items, "sum": sum});
-    if input.get("pad").is_some() {
-        let pad = whole_number(&input, "pad", 0)?;
+    if let Some(pad) = pad {
         result["pad"] = json!("x".repeat(usize::try_from(pad)?));
     }
     let result = result.to_string();
     let mut output = InvocationOutput::succeeded(result.clone());
     if serde_json::to_vec(&output)?.len() > MAX_RESPONSE_BYTES {
-        let execution = history.execution().ok_or("the history has no EXECUTION")?;
+        let execution = history.execution().ok_or_else(|| Unusable {
+            error_type: "InvalidHistory",
+            message: "invalid history: it has no EXECUTION operation".to_owned(),
+        })?;
         let done = update(
             execution.id(),
             OperationType::Execution,

@@ -266,9 +266,11 @@ impl Runner {
     ///
     /// # Errors
     ///
-    /// An invocation-scope failure, for Lambda to retry the invocation: the event could not be
-    /// read or the history loaded, or a checkpoint failed in a way a re-invocation mends (a
-    /// stale token, throttling or 5xx that outlasted the retries, a dead worker).
+    /// An invocation-scope failure, for Lambda to retry the invocation: the history could not
+    /// be loaded for now, or a checkpoint failed in a way a re-invocation mends (a stale token,
+    /// throttling or 5xx that outlasted the retries, a dead worker). An event or a history that
+    /// every re-invocation would meet again (`InvocationError::scope` is the execution's)
+    /// answers `FAILED` instead.
     ///
     /// # Panics
     ///
@@ -282,10 +284,24 @@ impl Runner {
         F: FnOnce(Value, DurableContext) -> Fut,
         Fut: Future<Output = Result<Value, DurableError>>,
     {
-        let event = InvocationEvent::from_value(event)?;
-        let (batcher, history) =
-            CheckpointBatcher::for_invocation(self.backend.clone(), &event, self.config.clone())
-                .await?;
+        // An event or a history that every re-invocation would meet again fails the
+        // execution; one a later attempt can read (a stale token, throttling) fails the
+        // invocation.
+        let started = match InvocationEvent::from_value(event) {
+            Ok(event) => {
+                CheckpointBatcher::for_invocation(self.backend.clone(), &event, self.config.clone())
+                    .await
+                    .map(|(batcher, history)| (event, batcher, history))
+            }
+            Err(error) => Err(error),
+        };
+        let (event, batcher, history) = match started {
+            Ok(started) => started,
+            Err(error) if error.scope() == FailureScope::Execution => {
+                return Ok(failed("InvalidInvocation", &error).to_value());
+            }
+            Err(error) => return Err(Box::new(error)),
+        };
         let answer = async {
             let input = match input(&history) {
                 Ok(input) => input,
@@ -352,9 +368,14 @@ async fn succeeded(
     if serde_json::to_vec(&output)?.len() <= MAX_RESPONSE_BYTES {
         return Ok(output);
     }
-    let execution = history
-        .execution()
-        .ok_or("the history has no EXECUTION operation to carry the result")?;
+    let Some(execution) = history.execution() else {
+        return Ok(InvocationOutput::failed(
+            ErrorObject::builder()
+                .error_type("InvalidHistory")
+                .error_message("the history has no EXECUTION operation to carry the result")
+                .build(),
+        ));
+    };
     let update = OperationUpdate::builder()
         .id(execution.id())
         .r#type(OperationType::Execution)
@@ -402,6 +423,8 @@ fn drain_failed(error: BatcherError) -> Result<InvocationOutput, lambda_runtime:
                 _ => failed("CheckpointRejected", &error),
             })
         }
+        // An update refused before it was queued: the handler's, and it would build it again.
+        _ if error.scope() == Some(FailureScope::Execution) => Ok(failed("InvalidUpdate", &error)),
         _ => Err(Box::new(error)),
     }
 }

@@ -222,3 +222,15 @@ pub(crate) struct ChainedInvokeDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorObject>,
 }
+
+/// What kind of fault serde found in JSON, and where: never serde's own text, which quotes the
+/// offending value (a payload, a token, an error's message).
+pub(crate) fn json_fault(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "a member missing or of the wrong type",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{kind} at line {} column {}", error.line(), error.column())
+}

@@ -1,7 +1,7 @@
 //! The actor: one task that owns the checkpoint token, the pending queue and the failure latch.
 //!
-//! It waits on three things at once (the call in flight, the command channel, and the linger
-//! timer) and never polls. The call in flight is a [`SendJob`] future the actor owns, so updates
+//! It waits on four things at once (the call in flight, the refreshes' lane, the command
+//! channel, and the linger timer) and never polls. The call in flight is a [`SendJob`] future the actor owns, so updates
 //! keep arriving and a next batch keeps forming while it runs. Only this file and `send.rs`
 //! spawn or sleep.
 //!

@@ -572,7 +572,11 @@ mod tests {
                 sized(update("a", ty.clone(), A::Start, 0)),
                 sized(update("a", ty.clone(), action.clone(), 0)),
             ];
-            let expected = if shared { vec![0..2] } else { vec![0..1, 1..2] };
+            let expected: Vec<Range<usize>> = if shared {
+                std::iter::once(0..2).collect()
+            } else {
+                vec![0..1, 1..2]
+            };
             assert_eq!(
                 split_batches(&updates, BatchLimits::default(), 0),
                 expected,

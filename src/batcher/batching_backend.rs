@@ -18,7 +18,9 @@ use aws_sdk_lambda::types::{CheckpointUpdatedExecutionState, OperationUpdate};
 use futures::FutureExt as _;
 
 use super::ack::CheckpointAck;
-use super::client_tokens::{ClientTokens, Lookup, MAX_REMEMBERED_BYTES, MAX_REMEMBERED_CALLS};
+use super::client_tokens::{
+    ClientTokens, Lookup, MAX_REMEMBERED_BYTES, MAX_REMEMBERED_CALLS, SharedCall, outcome_bytes,
+};
 use super::handle::BatcherHandle;
 use crate::backend::DurableBackend;
 use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
@@ -40,9 +42,11 @@ use crate::error::{BackendError, BatcherError, CloseReason, ErrorKind};
 ///   updates is refused ([`ErrorKind::Rejected`]), as the service refuses it. The last
 ///   [`REMEMBERED_CLIENT_TOKENS`](Self::REMEMBERED_CLIENT_TOKENS) client tokens are remembered,
 ///   with at most [`REMEMBERED_BYTES`](Self::REMEMBERED_BYTES) of their updates; past either
-///   bound the oldest is forgotten, and a repeat of it is a new call. A call without a client
-///   token is always new. The batcher gives every request its own client token, whatever the
-///   caller passed.
+///   bound the oldest is forgotten, and a repeat of it is a new call. Once made, such a call
+///   runs on a task of its own, so it is written even if every caller gives up waiting (as a
+///   request the service received would be applied). A call without a client token, or
+///   without updates (a refresh, which applies nothing), is always new. The batcher gives
+///   every request its own client token, whatever the caller passed.
 ///   The output carries the token the batch returned (the batcher's current one, unless a later
 ///   batch went since) and the new execution state of the batch that carried the call's last
 ///   update: the operations that batch changed, the call's own among them. Changes the service
@@ -101,7 +105,9 @@ impl BatchingBackend {
     /// How many client tokens (the newest) a `BatchingBackend` and its clones remember.
     pub const REMEMBERED_CLIENT_TOKENS: usize = MAX_REMEMBERED_CALLS;
 
-    /// How many bytes of the remembered calls' updates (as request bytes) are held at most.
+    /// How many bytes of the remembered calls' updates (as request bytes) and outcomes (the
+    /// operations their acknowledgements hold, weighed by their payloads plus a fixed overhead
+    /// each) are held at most.
     pub const REMEMBERED_BYTES: usize = MAX_REMEMBERED_BYTES;
 
     /// Checkpoints through `batcher`; reads execution state from `state` (usually the backend
@@ -120,6 +126,32 @@ impl BatchingBackend {
     pub fn batcher(&self) -> &BatcherHandle {
         &self.batcher
     }
+
+    /// Makes the call remembered under `client_token`. It runs on a task of its own, so that
+    /// once made it goes on whoever awaits it: a caller that gives up while the queue is full
+    /// must not leave the call parked in the queue's line, holding the slot it would get, for
+    /// a retry that may never come. The call settles its outcome's weight when answered.
+    fn start(
+        &self,
+        client_token: &str,
+        updates: Vec<OperationUpdate>,
+        generation: u64,
+    ) -> SharedCall {
+        let (batcher, tokens) = (self.batcher.clone(), Arc::clone(&self.client_tokens));
+        let client_token = client_token.to_owned();
+        let task = tokio::spawn(async move {
+            let outcome = checkpoint(batcher, updates).await;
+            tokens.settle(&client_token, generation, outcome_bytes(&outcome));
+            outcome
+        });
+        let batcher = self.batcher.clone();
+        async move {
+            // The task ends only by answering, unless its runtime is shutting down.
+            task.await.unwrap_or_else(|_| Err(batcher.worker_gone()))
+        }
+        .boxed()
+        .shared()
+    }
 }
 
 #[async_trait]
@@ -132,11 +164,13 @@ impl DurableBackend for BatchingBackend {
         client_token: Option<&str>,
     ) -> Result<CheckpointDurableExecutionOutput, BackendError> {
         let ack = match client_token {
-            None => checkpoint(self.batcher.clone(), updates).await,
-            Some(client_token) => {
-                let call = self.client_tokens.call(client_token, updates, |updates| {
-                    checkpoint(self.batcher.clone(), updates).boxed().shared()
-                });
+            // A refresh applies nothing: its repeat is harmless, so it is never remembered.
+            Some(client_token) if !updates.is_empty() => {
+                let call = self
+                    .client_tokens
+                    .call(client_token, updates, |updates, generation| {
+                        self.start(client_token, updates, generation)
+                    });
                 match call {
                     Lookup::Call(call) => call.await,
                     Lookup::Conflict => {
@@ -148,6 +182,7 @@ impl DurableBackend for BatchingBackend {
                     }
                 }
             }
+            _ => checkpoint(self.batcher.clone(), updates).await,
         };
         ack.map(|ack| output(&ack)).map_err(backend_error)
     }

@@ -15,13 +15,14 @@
 //!   once: [`ClientTokens::call`] either returns the remembered call or records the new one,
 //!   under one lock.
 //! - **Bounded.** At most [`MAX_REMEMBERED_CALLS`] tokens and [`MAX_REMEMBERED_BYTES`] of their
-//!   updates (by request bytes) are held; past either, the oldest are forgotten first. The
-//!   newest is always held, whatever its size.
+//!   updates (by request bytes) and outcomes (the operations an acknowledgement holds, weighed
+//!   by [`outcome_bytes`], counted once the call is answered) are held; past either, the oldest
+//!   are forgotten first. The newest is always held, whatever its size.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use aws_sdk_lambda::types::OperationUpdate;
+use aws_sdk_lambda::types::{ErrorObject, Operation, OperationUpdate};
 use futures::future::{BoxFuture, Shared};
 
 use super::ack::CheckpointAck;
@@ -42,6 +43,9 @@ struct Remembered {
     updates: Vec<OperationUpdate>,
     bytes: usize,
     call: SharedCall,
+    /// Which recording of the token this is, so that a late [`ClientTokens::settle`] of a
+    /// forgotten call does not count against a newer one under the same token.
+    generation: u64,
 }
 
 /// The remembered calls, oldest first.
@@ -50,6 +54,23 @@ struct Calls {
     by_token: HashMap<String, Remembered>,
     order: VecDeque<String>,
     bytes: usize,
+    generations: u64,
+}
+
+impl Calls {
+    /// Forgets the oldest calls until both bounds hold, keeping the newest whatever its size.
+    fn evict(&mut self) {
+        while self.order.len() > 1
+            && (self.order.len() > MAX_REMEMBERED_CALLS || self.bytes > MAX_REMEMBERED_BYTES)
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(forgotten) = self.by_token.remove(&oldest) {
+                self.bytes -= forgotten.bytes;
+            }
+        }
+    }
 }
 
 /// What [`ClientTokens::call`] found.
@@ -78,13 +99,13 @@ impl std::fmt::Debug for ClientTokens {
 
 impl ClientTokens {
     /// The call bound to `client_token` when it was made with these `updates`; otherwise, when
-    /// the token is new, records and returns `start(updates)`, the call's future, which runs
-    /// only once awaited.
+    /// the token is new, records and returns `start(updates, generation)`, the call, which
+    /// [`settle`](Self::settle)s `generation` once answered.
     pub(crate) fn call(
         &self,
         client_token: &str,
         updates: Vec<OperationUpdate>,
-        start: impl FnOnce(Vec<OperationUpdate>) -> SharedCall,
+        start: impl FnOnce(Vec<OperationUpdate>, u64) -> SharedCall,
     ) -> Lookup {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(first) = calls.by_token.get(client_token) {
@@ -95,25 +116,68 @@ impl ClientTokens {
             };
         }
         let bytes = updates.iter().map(update_bytes).sum::<usize>() + client_token.len();
-        let call = start(updates.clone());
+        calls.generations += 1;
+        let generation = calls.generations;
+        let call = start(updates.clone(), generation);
         let remembered = Remembered {
             updates,
             bytes,
             call: call.clone(),
+            generation,
         };
         calls.bytes += bytes;
         calls.order.push_back(client_token.to_owned());
         let _ = calls.by_token.insert(client_token.to_owned(), remembered);
-        while calls.order.len() > 1
-            && (calls.order.len() > MAX_REMEMBERED_CALLS || calls.bytes > MAX_REMEMBERED_BYTES)
-        {
-            let Some(oldest) = calls.order.pop_front() else {
-                break;
-            };
-            if let Some(forgotten) = calls.by_token.remove(&oldest) {
-                calls.bytes -= forgotten.bytes;
-            }
-        }
+        calls.evict();
         Lookup::Call(call)
     }
+
+    /// Counts the outcome of the call recorded as `generation` under `client_token`, `bytes`
+    /// by [`outcome_bytes`], against the bound, now that it is known.
+    pub(crate) fn settle(&self, client_token: &str, generation: u64, bytes: usize) {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(remembered) = calls.by_token.get_mut(client_token) else {
+            return;
+        };
+        if remembered.generation != generation {
+            return;
+        }
+        remembered.bytes += bytes;
+        calls.bytes += bytes;
+        calls.evict();
+    }
+}
+
+/// What a remembered outcome holds, in bytes, roughly: the operations of its acknowledgement,
+/// each weighed by its payloads and a fixed overhead. Generous, so that the bound errs towards
+/// forgetting; an error weighs nothing (it is shared, and small).
+pub(crate) fn outcome_bytes(outcome: &Result<CheckpointAck, BatcherError>) -> usize {
+    const PER_OPERATION: usize = 256;
+    let error_bytes = |error: Option<&ErrorObject>| {
+        error.map_or(0, |e| {
+            e.error_message().map_or(0, str::len)
+                + e.error_type().map_or(0, str::len)
+                + e.error_data().map_or(0, str::len)
+                + e.stack_trace().iter().map(String::len).sum::<usize>()
+        })
+    };
+    let operation_bytes = |op: &Operation| {
+        let len = |s: Option<&str>| s.map_or(0, str::len);
+        PER_OPERATION
+            + op.id().len()
+            + len(op.name())
+            + len(op.parent_id())
+            + op.execution_details().map_or(0, |d| len(d.input_payload()))
+            + op.step_details()
+                .map_or(0, |d| len(d.result()) + error_bytes(d.error()))
+            + op.context_details()
+                .map_or(0, |d| len(d.result()) + error_bytes(d.error()))
+            + op.callback_details()
+                .map_or(0, |d| len(d.result()) + error_bytes(d.error()))
+            + op.chained_invoke_details()
+                .map_or(0, |d| len(d.result()) + error_bytes(d.error()))
+    };
+    outcome
+        .as_ref()
+        .map_or(0, |ack| ack.operations().iter().map(operation_bytes).sum())
 }

@@ -435,6 +435,11 @@ impl BatcherHandle {
         self.tx.send(command).await.map_err(|_| self.stopped())
     }
 
+    /// What a caller is told when the worker, or a task answering for it, ended unanswered.
+    pub(crate) fn worker_gone(&self) -> BatcherError {
+        self.shared.gone()
+    }
+
     /// Why sending failed: the stored cause, never a bare "closed" when there was one.
     fn stopped(&self) -> BatcherError {
         self.shared.stopped()

@@ -58,6 +58,7 @@ use crate::backend::DurableBackend;
 use crate::config::BatcherConfig;
 use crate::error::ConfigError;
 use crate::limits::SERVICE_MAX_TOKEN_CHARS;
+use crate::size::escaped_len;
 use actor::Actor;
 use shared::Shared;
 
@@ -87,6 +88,10 @@ const REFRESH_LANE: usize = 64;
 /// [`BatcherError::QueueFull`](crate::BatcherError::QueueFull). A group
 /// ([`BatcherHandle::submit_all`]) is one command whatever its size, so the bound in updates
 /// is `queue_capacity` plus the groups' sizes beyond one.
+///
+/// A [`refresh`](BatcherHandle::refresh) carries no update and does not wait in the queue: it
+/// has a lane of its own, which the actor reads whatever the queue holds, so it goes with the
+/// call after the one in flight.
 ///
 /// # Failure
 ///
@@ -208,11 +213,18 @@ impl CheckpointBatcher {
         if arn.is_empty() {
             return Err(ConfigError::new("arn", "must not be empty"));
         }
-        let chars = token.chars().count();
-        if chars == 0 || chars > SERVICE_MAX_TOKEN_CHARS {
+        // Counted as the bytes it takes in a request body: a group is held to the service's
+        // request size beside a token of at most this many (`size::max_envelope_bytes`). The
+        // service's tokens are base64, one byte a character.
+        let bytes = escaped_len(token);
+        if token.is_empty() || bytes > SERVICE_MAX_TOKEN_CHARS {
             return Err(ConfigError::new(
                 "initial_token",
-                format!("must be 1 to {SERVICE_MAX_TOKEN_CHARS} characters, got {chars}"),
+                format!(
+                    "must be 1 to {SERVICE_MAX_TOKEN_CHARS} characters of the base64 alphabet, \
+                     got {} characters taking {bytes} bytes in JSON",
+                    token.chars().count()
+                ),
             ));
         }
         Ok(())

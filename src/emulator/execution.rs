@@ -299,7 +299,14 @@ impl Execution {
                     .get("Error")
                     .map(|e| serde_json::from_value::<wire::ErrorObject>(e.clone()))
                     .transpose()
-                    .map_err(|e| EmulatorError::InvalidOutput(format!("Error: {e}")))?;
+                    .map_err(|e| {
+                        // Only where and what kind: serde's text quotes the value, which may be
+                        // the error's message or stack trace.
+                        EmulatorError::InvalidOutput(format!(
+                            "Error: {}",
+                            crate::wire::json_fault(&e)
+                        ))
+                    })?;
                 (Status::Failed, None, error)
             }
             _ => return Err(invalid("Status must be SUCCEEDED, FAILED or PENDING")),

@@ -12,8 +12,13 @@ use crate::error::{BackendError, ConfigError, ErrorKind, FailureScope};
 #[non_exhaustive]
 pub enum InvocationError {
     /// The event is not JSON, or does not have the shape of an invocation event.
-    #[error("malformed invocation event: {0}")]
-    Malformed(#[source] serde_json::Error),
+    ///
+    /// Its message says what kind of fault serde found and where, never serde's own text,
+    /// which may quote a value of the event (a payload, a token); for the same reason the
+    /// serde error is not its [`source`](std::error::Error::source). Match the variant to
+    /// read it.
+    #[error("malformed invocation event: {}", crate::wire::json_fault(.0))]
+    Malformed(serde_json::Error),
     /// `DurableExecutionArn` or `CheckpointToken` is missing or empty.
     #[error("missing or empty {field} in the invocation event")]
     MissingField {
@@ -22,13 +27,16 @@ pub enum InvocationError {
     },
     /// An operation of `InitialExecutionState.Operations` does not have the shape of an
     /// operation (a member of the wrong type).
-    #[error("malformed operation {index} in the invocation event: {source}")]
+    ///
+    /// As for [`Malformed`](Self::Malformed), its message says only what kind of fault serde
+    /// found and where.
+    #[error("malformed operation {index} in the invocation event: {}", crate::wire::json_fault(.error))]
     MalformedOperation {
         /// The operation's position in `InitialExecutionState.Operations`.
         index: usize,
-        /// What serde found wrong.
-        #[source]
-        source: serde_json::Error,
+        /// What serde found wrong (not chained as the error's source: its text may quote a
+        /// value of the event).
+        error: serde_json::Error,
     },
     /// An operation of `InitialExecutionState.Operations` lacks a member the API model
     /// requires (`Id`, `Type`, `StartTimestamp` or `Status`), or has it empty.

@@ -181,7 +181,7 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, Invoca
 /// One operation of the event, at `index`, into the SDK's type.
 fn operation(index: usize, value: serde_json::Value) -> Result<Operation, InvocationError> {
     let op = wire::Operation::<f64>::deserialize(value)
-        .map_err(|source| InvocationError::MalformedOperation { index, source })?;
+        .map_err(|error| InvocationError::MalformedOperation { index, error })?;
     let id = op
         .id
         .filter(|id| !id.is_empty())

@@ -5,7 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use checkpoint_batcher::{BatchingBackend, DurableBackend, ErrorKind};
+use aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput;
+use aws_sdk_lambda::primitives::DateTime;
+use aws_sdk_lambda::types::{
+    CheckpointUpdatedExecutionState, Operation, OperationStatus, OperationType, StepDetails,
+};
+use checkpoint_batcher::{BatcherConfig, BatchingBackend, DurableBackend, ErrorKind, Fault};
 
 fn backend(rig: &Rig) -> BatchingBackend {
     BatchingBackend::new(rig.batcher.clone(), rig.faulty.clone())
@@ -163,4 +168,100 @@ async fn remembered_updates_are_bounded_in_bytes_too() {
         ErrorKind::Rejected,
         "the newest is still held"
     );
+}
+
+/// A call under a client token that had to wait for room in a full queue, and whose caller gave
+/// up meanwhile, still goes (it was made) and does not keep the slot it was waiting for: later
+/// submits and the shutdown are not stuck behind it.
+#[tokio::test(start_paused = true)]
+async fn a_call_abandoned_while_the_queue_is_full_is_still_written_and_holds_no_slot() {
+    let rig = rig(BatcherConfig {
+        max_batch_updates: 1,
+        queue_capacity: 1,
+        ..config()
+    });
+    let backend = backend(&rig);
+    rig.faulty.hold();
+    let mut acks = vec![rig.batcher.submit(start("a")).await.unwrap()];
+    rig.faulty.wait_for_calls(1).await;
+    acks.push(rig.batcher.submit(start("b")).await.unwrap());
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    acks.push(rig.batcher.submit(start("c")).await.unwrap());
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(10),
+        backend.checkpoint(ARN, "t", vec![start("d")], Some("abandoned")),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the call waited for room, and its caller gave up"
+    );
+    rig.faulty.release();
+    for ack in acks {
+        within(Duration::from_secs(5), ack).await.unwrap();
+    }
+    let e = within(Duration::from_secs(60), rig.batcher.submit(start("e")))
+        .await
+        .unwrap();
+    drop(e);
+    within(Duration::from_secs(60), rig.batcher.shutdown())
+        .await
+        .unwrap();
+    let applied: Vec<String> = rig.memory.applied().into_iter().map(|u| u.id).collect();
+    assert_eq!(
+        applied,
+        ["a", "b", "c", "d", "e"],
+        "the abandoned call was made once"
+    );
+}
+
+/// The outcomes remembered count against the bound too: answers carrying large operations
+/// push the oldest calls out.
+#[tokio::test(start_paused = true)]
+async fn remembered_outcomes_count_against_the_bytes_bound() {
+    let rig = rig(config());
+    let backend = backend(&rig);
+    let result = "r".repeat(256 * 1024);
+    let answers = BatchingBackend::REMEMBERED_BYTES / (4 * result.len()) + 1;
+    for i in 0..answers {
+        let operations: Vec<Operation> = (0..4)
+            .map(|j| {
+                Operation::builder()
+                    .id(format!("op{i}-{j}"))
+                    .r#type(OperationType::Step)
+                    .status(OperationStatus::Succeeded)
+                    .start_timestamp(DateTime::from_secs(1))
+                    .step_details(StepDetails::builder().result(result.clone()).build())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        // Scripted answers leave the in-memory service's token as it was: hand it back.
+        rig.faulty.push(Fault::Respond(
+            CheckpointDurableExecutionOutput::builder()
+                .set_checkpoint_token(rig.memory.current_token())
+                .new_execution_state(
+                    CheckpointUpdatedExecutionState::builder()
+                        .set_operations(Some(operations))
+                        .build(),
+                )
+                .build(),
+        ));
+        backend
+            .checkpoint(
+                ARN,
+                "t",
+                vec![start(&format!("s{i}"))],
+                Some(&format!("c{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    // Small updates, large answers: past the bytes held, the oldest call was forgotten.
+    backend
+        .checkpoint(ARN, "t", vec![start("new")], Some("c0"))
+        .await
+        .expect("c0 was forgotten, so this is a new call, not a conflict");
 }

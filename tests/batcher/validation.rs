@@ -80,6 +80,11 @@ async fn a_bad_configuration_or_token_is_refused_with_the_field_named() {
     let err =
         CheckpointBatcher::spawn(backend.clone(), ARN, "", BatcherConfig::default()).unwrap_err();
     assert_eq!(err.field(), "initial_token");
+    // As long as the service's longest tokens in characters, but twice as long in a request.
+    let wide = "é".repeat(2048);
+    let err =
+        CheckpointBatcher::spawn(backend.clone(), ARN, wide, BatcherConfig::default()).unwrap_err();
+    assert_eq!(err.field(), "initial_token", "{err}");
     let err = CheckpointBatcher::spawn(backend, "", "t", BatcherConfig::default()).unwrap_err();
     assert_eq!(err.field(), "arn");
 }

@@ -231,3 +231,28 @@ async fn a_result_over_the_response_limit_is_checkpointed_and_the_answer_has_no_
         "the execution completed before the function answered"
     );
 }
+
+/// An event that every re-invocation would bring again fails the execution, naming what could
+/// not be read, instead of an error that Lambda would retry forever.
+#[tokio::test]
+async fn an_event_that_cannot_be_read_fails_the_execution() {
+    let emulator = emulator(Faults::none(), 18).await;
+    let (arn, _) = emulator.start_execution("unreadable");
+    let mut event = emulator.invocation_event(&arn).expect("the execution runs");
+    event["InitialExecutionState"]["Operations"][0]["StartTimestamp"] = json!("yesterday");
+    let output = Runner::new(real(&emulator))
+        .with_config(patient_config(18))
+        .invoke(event, handlers::sequential)
+        .await
+        .expect("an event no re-invocation mends is an answer, not an error to retry");
+    assert_eq!(output["Status"], "FAILED", "{output}");
+    assert_eq!(
+        output["Error"]["ErrorType"], "InvalidInvocation",
+        "{output}"
+    );
+    assert_eq!(
+        snapshot(&emulator, &arn).checkpoint_calls,
+        0,
+        "nothing was sent"
+    );
+}

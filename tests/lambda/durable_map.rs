@@ -496,6 +496,12 @@ async fn an_input_with_a_field_missing_or_of_the_wrong_type_fails_the_execution_
         (Some(r#"{"items": 3}"#), "concurrency"),
         (Some(r#"{"items": 3, "concurrency": 0}"#), "concurrency"),
         (Some(r#"{"items": -1, "concurrency": 1}"#), "items"),
+        // Past the most whose sum of squares a u64 holds.
+        (Some(r#"{"items": 3000000, "concurrency": 1}"#), "items"),
+        (
+            Some(r#"{"items": 1, "concurrency": 1, "pad": 7000000}"#),
+            "pad",
+        ),
         (None, "items"),
     ];
     let emulator = emulator(Faults::none()).await;

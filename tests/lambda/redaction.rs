@@ -119,3 +119,37 @@ async fn no_invocation_or_emulator_type_shows_a_token_or_a_payload() {
     );
     emulator.shutdown().await;
 }
+
+/// A value of the wrong type is what serde's own messages quote: the errors that read an event
+/// or a handler's output say only what kind of fault it was and where.
+#[tokio::test(flavor = "current_thread")]
+async fn errors_about_malformed_json_do_not_quote_its_values() {
+    let event = json!({
+        "DurableExecutionArn": "arn:aws:lambda:us-east-1:123456789012:function:f/durable-execution/e/1",
+        "CheckpointToken": 5,
+        "InitialExecutionState": {"Operations": [{"Id": "op", "Type": "STEP", "Status": "SUCCEEDED",
+            "StartTimestamp": 1_700_000_000_000_u64, "StepDetails": {"Result": 42_424_242}}]},
+    });
+    let error = InvocationEvent::from_value(event.clone()).unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("line"), "it says where: {shown}");
+    let mut event = event;
+    event["CheckpointToken"] = json!("dG9rZW4");
+    let error = InvocationEvent::from_value(event).unwrap_err();
+    let shown = format!("{error}");
+    assert!(!shown.contains("42424242"), "a result never shows: {shown}");
+
+    let emulator = Emulator::builder().start().await.unwrap();
+    let (arn, _) = emulator.start_execution("bad-output");
+    let error = emulator
+        .finish_invocation(
+            &arn,
+            &json!({"Status": "FAILED", "Error": {"StackTrace": ERROR_TEXT}}),
+        )
+        .unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(
+        !shown.contains(ERROR_TEXT),
+        "an error's text never shows: {shown}"
+    );
+}
