@@ -60,8 +60,7 @@
 
 use std::env;
 use std::fs;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,10 +74,12 @@ use aws_sdk_lambda::types::{OperationAction, OperationType, OperationUpdate};
 use checkpoint_batcher::{BatcherConfig, CheckpointBatcher, RealBackend};
 use serde_json::{Value, json};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/emulator_process.rs"]
+mod emulator_process;
 
-/// The emulator binary, when the bench is built with the `cli` feature.
-const EMULATOR_BIN: Option<&str> = option_env!("CARGO_BIN_EXE_checkpoint-batcher");
+use emulator_process::{EMULATOR_BIN, EmulatorProcess, client_config, own_cpu};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// What every step returns: 13 bytes of JSON once serialized, as `throughput`'s payload.
 const STEP_RESULT: &str = "step result";
@@ -309,90 +310,6 @@ impl Intercept for Counter {
     }
 }
 
-/// The emulator in a child process, killed when dropped.
-struct EmulatorProcess {
-    child: Child,
-    endpoint: String,
-    arn: String,
-    token: String,
-}
-
-impl EmulatorProcess {
-    /// Starts `checkpoint-batcher emulator` on a free loopback port with one execution and
-    /// `latency_ms` added to every request, and reads its endpoint, ARN and token.
-    fn start(latency_ms: u64) -> Result<Self, Error> {
-        let bin = EMULATOR_BIN.ok_or("the bench needs the `cli` feature")?;
-        let mut child = Command::new(bin)
-            .args(["emulator", "--host", "127.0.0.1", "--port", "0"])
-            .args(["--start-execution", "sdks-bench"])
-            .args(["--latency-ms", &latency_ms.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("the emulator has no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut field = |name: &str| -> Result<String, Error> {
-            let line = lines
-                .next()
-                .ok_or_else(|| format!("the emulator exited before printing `{name}:`"))??;
-            line.strip_prefix(&format!("{name}: "))
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    format!("expected `{name}: ...` from the emulator, got {line:?}").into()
-                })
-        };
-        let started = (|| Ok::<_, Error>((field("endpoint")?, field("arn")?, field("token")?)))();
-        match started {
-            Ok((endpoint, arn, token)) => Ok(Self {
-                child,
-                endpoint,
-                arn,
-                token,
-            }),
-            Err(error) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(error)
-            }
-        }
-    }
-
-    /// The CPU time all of the emulator's threads have used so far (`schedstat`'s first
-    /// field, nanoseconds).
-    fn cpu(&self) -> Result<Duration, Error> {
-        let mut nanos = 0u64;
-        for entry in fs::read_dir(format!("/proc/{}/task", self.child.id()))? {
-            let stat = fs::read_to_string(entry?.path().join("schedstat"))?;
-            let first = stat.split_whitespace().next().ok_or("empty schedstat")?;
-            nanos += first.parse::<u64>()?;
-        }
-        Ok(Duration::from_nanos(nanos))
-    }
-}
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// This process's CPU time so far, every thread included.
-fn own_cpu() -> Duration {
-    // SAFETY: `getrusage` only writes the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let _ = libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let micros = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    micros(usage.ru_utime) + micros(usage.ru_stime)
-}
-
 /// CPU time the whole machine has used so far (all but idle and iowait), from `/proc/stat`,
 /// in clock ticks (100 per second).
 fn machine_busy_ticks() -> Option<u64> {
@@ -411,18 +328,7 @@ fn machine_busy_ticks() -> Option<u64> {
 /// the service), the endpoint overridden to the emulator's loopback listener, and the
 /// counting interceptor.
 fn client(endpoint: &str, counts: &Arc<Counts>) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDBENCH",
-            "bench-secret",
-            None,
-            None,
-            "bench",
-        ))
-        .endpoint_url(endpoint)
+    let config = client_config(endpoint)
         .interceptor(Counter(Arc::clone(counts)))
         .build();
     aws_sdk_lambda::Client::from_conf(config)
@@ -745,7 +651,10 @@ impl Window {
 
 /// Runs one row in this process (the child's side) and returns what it measured.
 async fn run_row(client_kind: Client, scenario: Scenario) -> Result<Measured, Error> {
-    let emulator = EmulatorProcess::start(scenario.latency_ms)?;
+    let emulator = EmulatorProcess::start(
+        "sdks-bench",
+        &["--latency-ms", &scenario.latency_ms.to_string()],
+    )?;
     let counts = Arc::new(Counts::default());
     let client = client(&emulator.endpoint, &counts);
     let event = invocation_event(&client, &emulator.arn, &emulator.token).await?;

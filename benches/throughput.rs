@@ -57,6 +57,8 @@ use checkpoint_batcher::{
     BackendError, BatcherConfig, BatcherHandle, CheckpointBatcher, DurableBackend, ErrorKind,
 };
 
+#[path = "common/emulator_process.rs"]
+mod emulator_process;
 #[path = "throughput/real_path.rs"]
 mod real_path;
 

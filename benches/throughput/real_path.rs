@@ -8,9 +8,6 @@
 //! the updates acknowledged. Needs the `cli` feature (the bench then gets the binary's path
 //! from Cargo); without it the row is skipped with a note.
 
-use std::fs;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +20,8 @@ use checkpoint_batcher::{
     BackendError, BatcherConfig, CheckpointBatcher, DurableBackend, RealBackend,
 };
 
+use super::emulator_process::{EMULATOR_BIN, EmulatorProcess, client_config, own_cpu};
 use super::{Error, SMALL_PAYLOAD, ms, spawn_workload};
-
-/// The emulator binary, when the bench is built with the `cli` feature.
-const EMULATOR_BIN: Option<&str> = option_env!("CARGO_BIN_EXE_checkpoint-batcher");
 
 /// Issue 12's targets: client CPU per acknowledged update at saturation, emulator CPU per
 /// update, both in microseconds.
@@ -203,117 +198,13 @@ impl DurableBackend for Timed {
     }
 }
 
-/// The emulator in a child process, killed when dropped.
-struct EmulatorProcess {
-    child: Child,
-    endpoint: String,
-    arn: String,
-    token: String,
-}
-
-impl EmulatorProcess {
-    /// Starts `checkpoint-batcher emulator` on a free loopback port with one execution, and
-    /// reads its endpoint, ARN and token from its standard output.
-    fn start() -> Result<Self, Error> {
-        let bin = EMULATOR_BIN.ok_or("the real path needs the `cli` feature")?;
-        let mut child = Command::new(bin)
-            .args(["emulator", "--port", "0", "--start-execution", "bench"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("the emulator has no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut field = |name: &str| -> Result<String, Error> {
-            let line = lines
-                .next()
-                .ok_or_else(|| format!("the emulator exited before printing `{name}:`"))??;
-            line.strip_prefix(&format!("{name}: "))
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    format!("expected `{name}: ...` from the emulator, got {line:?}").into()
-                })
-        };
-        let started = (|| Ok::<_, Error>((field("endpoint")?, field("arn")?, field("token")?)))();
-        match started {
-            Ok((endpoint, arn, token)) => Ok(Self {
-                child,
-                endpoint,
-                arn,
-                token,
-            }),
-            Err(error) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(error)
-            }
-        }
-    }
-
-    /// The CPU time all of the emulator's threads have used so far.
-    fn cpu(&self) -> Result<Duration, Error> {
-        thread_cpu(&format!("/proc/{}/task", self.child.id()))
-    }
-}
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sum of the run times (`schedstat`'s first field, nanoseconds) of the threads under a
-/// `/proc/<pid>/task` directory.
-fn thread_cpu(tasks: &str) -> Result<Duration, Error> {
-    let mut nanos = 0u64;
-    for entry in fs::read_dir(tasks)? {
-        let stat = fs::read_to_string(entry?.path().join("schedstat"))?;
-        let first = stat.split_whitespace().next().ok_or("empty schedstat")?;
-        nanos += first.parse::<u64>()?;
-    }
-    Ok(Duration::from_nanos(nanos))
-}
-
-/// This process's CPU time so far, every thread included (also those that have exited).
-fn own_cpu() -> Duration {
-    // SAFETY: `getrusage` only writes the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let _ = libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let micros = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    micros(usage.ru_utime) + micros(usage.ru_stime)
-}
-
-/// The SDK client the emulator is reached with: a region and static credentials (requests
-/// are signed as for the service), the endpoint overridden to the loopback listener.
-fn client(endpoint: &str) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDBENCH",
-            "bench-secret",
-            None,
-            None,
-            "bench",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_lambda::Client::from_conf(config)
-}
-
 /// One run of the step workload over the real path, against a fresh emulator process.
 pub(crate) async fn run(scenario: RealScenario, config: BatcherConfig) -> Result<RealRun, Error> {
-    let emulator = EmulatorProcess::start()?;
+    let emulator = EmulatorProcess::start("bench", &[])?;
     let backend = Arc::new(Timed {
-        inner: RealBackend::new(client(&emulator.endpoint)),
+        inner: RealBackend::new(aws_sdk_lambda::Client::from_conf(
+            client_config(&emulator.endpoint).build(),
+        )),
         calls: AtomicU64::new(0),
         updates: AtomicU64::new(0),
         nanos: AtomicU64::new(0),
