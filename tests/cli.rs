@@ -313,29 +313,32 @@ fn bad_flags_are_refused_by_name_with_exit_2() {
     );
 }
 
+/// A tune grid small enough for a test: 4 tasks of 3 steps, 2 batch sizes × 2 flush intervals.
+const SMALL_TUNE: [&str; 15] = [
+    "tune",
+    "--concurrency",
+    "4",
+    "--steps",
+    "3",
+    "--latency-ms",
+    "1",
+    "--jitter-ms",
+    "0",
+    "--batch-sizes",
+    "2,10",
+    "--flush-intervals",
+    "0,1",
+    "--max-p99-ms",
+    "1000",
+];
+
 #[test]
 fn tune_prints_a_table_recommends_and_writes_a_valid_svg() {
     let plot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tune-chart.svg");
     let _ = std::fs::remove_file(&plot);
     let output = cargo_bin_cmd!("checkpoint-batcher")
-        .args([
-            "tune",
-            "--concurrency",
-            "4",
-            "--steps",
-            "3",
-            "--latency-ms",
-            "1",
-            "--jitter-ms",
-            "0",
-            "--batch-sizes",
-            "2,10",
-            "--flush-intervals",
-            "0,1",
-            "--max-p99-ms",
-            "1000",
-            "--plot",
-        ])
+        .args(SMALL_TUNE)
+        .arg("--plot")
         .arg(&plot)
         .output()
         .unwrap();
@@ -386,24 +389,8 @@ fn tune_prints_a_table_recommends_and_writes_a_valid_svg() {
 #[test]
 fn tune_with_json_prints_the_grid_and_the_recommendation_as_one_object() {
     let output = cargo_bin_cmd!("checkpoint-batcher")
-        .args([
-            "tune",
-            "--concurrency",
-            "4",
-            "--steps",
-            "3",
-            "--latency-ms",
-            "1",
-            "--jitter-ms",
-            "0",
-            "--batch-sizes",
-            "2,10",
-            "--flush-intervals",
-            "0,1",
-            "--max-p99-ms",
-            "1000",
-            "--json",
-        ])
+        .args(SMALL_TUNE)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
