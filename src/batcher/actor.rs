@@ -39,7 +39,7 @@ use crate::backend::DurableBackend;
 use crate::config::{BatcherConfig, RetryPolicy};
 use crate::error::{BatchFailure, BatcherError, CloseReason};
 use crate::size::{CLIENT_TOKEN_LEN, envelope_bytes};
-use answers::{Answers, FailedBatch};
+use answers::{Answers, FailedBatch, Handover};
 
 mod answers;
 
@@ -97,6 +97,9 @@ pub(crate) struct Actor {
     in_flight: Option<InFlight>,
     /// The answers to the last batch that succeeded, not yet sent.
     answers: Option<Answers>,
+    /// The answers handed to the scheduler to send (`Actor::dispatch`), which
+    /// `Actor::deliver` takes back if it must answer anything before the courier ran.
+    handover: Option<Arc<Handover>>,
     /// The batch whose failure stopped the batcher, if one did.
     failed_batch: Option<FailedBatch>,
     batches_sent: u64,
@@ -139,6 +142,7 @@ impl Actor {
             shutdowns: Vec::new(),
             in_flight: None,
             answers: None,
+            handover: None,
             failed_batch: None,
             batches_sent: 0,
             // Never from the jitter seed: two batchers seeded alike (a re-invocation of the same
@@ -189,7 +193,7 @@ impl Actor {
                 Some(result) = call => self.finish_batch(result),
                 // After the call branch: a batch started above is on its way before the callers
                 // of the previous one are answered.
-                () = std::future::ready(()), if self.answers.is_some() => self.deliver(),
+                () = std::future::ready(()), if self.answers.is_some() => self.dispatch(),
                 // Before the queue, and whatever room it has: a refresh waits for no update.
                 reply = self.refresh_rx.recv(), if self.refresh_open => match reply {
                     Some(reply) => self.on_refresh(reply),
@@ -310,12 +314,17 @@ impl Actor {
             Command::Flush(reply)
                 if self.received == self.acknowledged && self.in_flight.is_none() =>
             {
+                // After the acknowledgements it follows, if a courier still holds them.
+                self.deliver();
                 let _ = reply.send(Ok(()));
             }
             Command::Flush(reply) => self.flushes.push_back((self.received, reply)),
             Command::Shutdown(reply) => {
                 self.shutdowns.push(reply);
                 if matches!(self.phase, Phase::Open) {
+                    // The batcher's end shows to handles at once (they fail fast from here
+                    // on): every acknowledgement a courier still holds goes before it.
+                    self.deliver();
                     self.phase = Phase::Draining;
                     // Store the reason before closing, so a handle that fails to send reads it.
                     self.shared

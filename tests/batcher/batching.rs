@@ -1,6 +1,10 @@
 //! Batching: one call in flight, the token chain, submission order and the rules that close a
 //! batch.
 
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use crate::support::*;
@@ -371,4 +375,107 @@ async fn callers_woken_by_one_acknowledgement_all_ride_the_next_batch() {
         sizes.iter().skip(2).take(15).all(|&n| n == CALLERS),
         "every call after the start carries all {CALLERS} callers: {sizes:?}"
     );
+}
+
+/// Records when an acknowledgement future's answer is sent: a oneshot's sender wakes the
+/// waker its receiver registered as it sends, so the order of these wakes is the order the
+/// answers were sent in, whichever worker sent them and whenever each caller then runs.
+struct SendOrder {
+    /// Which caller's which update, as logged.
+    key: (usize, usize),
+    log: Arc<Mutex<Vec<(usize, usize)>>>,
+    /// The waker of the task that awaits the answer, woken in turn.
+    task: Mutex<Waker>,
+}
+
+impl Wake for SendOrder {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.log.lock().unwrap().push(self.key);
+        self.task.lock().unwrap().wake_by_ref();
+    }
+}
+
+/// On a multi-threaded runtime, where the actor hands a batch's answers to the scheduler to
+/// send once its worker runs out of ready tasks and may itself run on the other worker
+/// meanwhile: every caller gets its own batch's acknowledgement, and no answer is sent before
+/// every answer of an earlier batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_keep_batch_order_on_a_multi_threaded_runtime() {
+    const CALLERS: usize = 64;
+    const STEPS: usize = 25;
+    let rig = rig(config());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..CALLERS {
+        let batcher = rig.batcher.clone();
+        let log = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::with_capacity(STEPS);
+            for s in 0..STEPS {
+                let ack = batcher.submit(start(&format!("t{t}-s{s}"))).await.unwrap();
+                let mut ack = std::pin::pin!(ack);
+                let order = Arc::new(SendOrder {
+                    key: (t, s),
+                    log: Arc::clone(&log),
+                    task: Mutex::new(Waker::noop().clone()),
+                });
+                // An answer already there when first polled registers no waker and is not
+                // logged (it was sent at an unknown time); every other one is, as it is sent.
+                let ack = std::future::poll_fn(|cx| {
+                    *order.task.lock().unwrap() = cx.waker().clone();
+                    let waker = Waker::from(Arc::clone(&order));
+                    ack.as_mut().poll(&mut Context::from_waker(&waker))
+                })
+                .await
+                .unwrap();
+                acks.push((s, ack));
+            }
+            acks
+        }));
+    }
+    let mut sequence_of = HashMap::new();
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.push(within(Duration::from_secs(10), task).await.unwrap());
+    }
+    let calls: HashMap<u64, _> = rig
+        .faulty
+        .call_log()
+        .into_iter()
+        .map(|call| {
+            // The client token ends with the batch's sequence, in 16 hex digits.
+            let sequence = u64::from_str_radix(&call.client_token[16..], 16).unwrap();
+            (sequence, call)
+        })
+        .collect();
+    for (t, acks) in answered.iter().enumerate() {
+        for (s, ack) in acks {
+            let call = &calls[&ack.batch_sequence()];
+            let position = ack.position().expect("an update's own acknowledgement");
+            assert_eq!(
+                call.updates[position].0,
+                format!("t{t}-s{s}"),
+                "each caller gets its own batch's acknowledgement, at its own position"
+            );
+            assert_eq!(ack.batch_updates(), call.updates.len());
+            assert_eq!(ack.checkpoint_token(), call.returned_token.as_deref());
+            sequence_of.insert((t, *s), ack.batch_sequence());
+        }
+    }
+    let sent: Vec<u64> = log.lock().unwrap().iter().map(|k| sequence_of[k]).collect();
+    assert!(
+        sent.len() >= CALLERS * STEPS / 2,
+        "most answers arrive while their callers wait: {} of {}",
+        sent.len(),
+        CALLERS * STEPS
+    );
+    assert!(
+        sent.windows(2).all(|w| w[0] <= w[1]),
+        "answers are sent in batch order: {sent:?}"
+    );
+    assert!(calls.len() < CALLERS * STEPS, "callers share batches");
 }

@@ -11,8 +11,11 @@
 //! - **Nobody forgotten.** [`Actor::stop`] answers everything queued; commands drained after
 //!   it are answered by [`Actor::answer_stopped`].
 
+use std::future::Future as _;
 use std::mem;
-use std::sync::Arc;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Wake, Waker};
 
 use super::{Actor, Phase};
 use crate::batcher::ack::{AckedBatch, CheckpointAck};
@@ -36,6 +39,77 @@ pub(super) struct Answers {
     replies: Vec<Option<AckSender>>,
     refreshes: Vec<AckSender>,
     flushes: Vec<FlushSender>,
+}
+
+impl Answers {
+    /// Sends every answer: the callers in batch order, then the refreshes, then the flushes.
+    fn send(self) {
+        for (position, reply) in self.replies.into_iter().enumerate() {
+            // A caller that dropped its future only loses the answer.
+            if let Some(reply) = reply {
+                let ack = CheckpointAck::new(Arc::clone(&self.acked), Some(position));
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        for reply in self.refreshes {
+            let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&self.acked), None)));
+        }
+        for reply in self.flushes {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
+/// Answers handed to the scheduler to send all at once (see [`Actor::dispatch`]), shared
+/// between the actor and the [`Courier`] that tokio holds. Whoever takes them first sends them:
+/// the courier when tokio wakes or drops it, or the actor through [`Actor::deliver`] when it
+/// must answer anything else first.
+///
+/// The lock is held while the answers are sent, not only while they are taken: a
+/// [`send`](Self::send) that finds them gone has waited until whoever took them has sent them
+/// all. Otherwise the courier could take batch N's answers on one worker while the actor,
+/// stolen to another, found the slot empty and sent batch N+1's before them. Nothing sent under
+/// the lock can come back to it: sending on a oneshot only wakes the caller's waker (tokio
+/// schedules the caller's task, it never polls it there), and only the actor and the courier
+/// ever reach a handover. The wait is for at most one batch's sends.
+pub(super) struct Handover {
+    answers: Mutex<Option<Answers>>,
+}
+
+impl Handover {
+    /// Sends the answers if nobody has yet; returns once they are all sent, by whoever took
+    /// them.
+    fn send(&self) {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(answers) = answers.take() {
+            answers.send();
+        }
+    }
+}
+
+/// The waker [`Actor::dispatch`] hands to tokio's deferred wake-ups: it sends its
+/// [`Handover`]'s answers when woken, and when dropped unwoken (its runtime's worker context
+/// ended, or the runtime shut down), so no caller waits on a waker nobody will wake.
+///
+/// It does not wake the actor: nothing the actor waits on changes when the answers are sent
+/// (its call, its channels, its timer each wake it themselves), and the callers' next
+/// commands wake it through the channel.
+struct Courier(Arc<Handover>);
+
+impl Wake for Courier {
+    fn wake(self: Arc<Self>) {
+        self.0.send();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.send();
+    }
+}
+
+impl Drop for Courier {
+    fn drop(&mut self) {
+        self.0.send();
+    }
 }
 
 impl Actor {
@@ -99,30 +173,63 @@ impl Actor {
         self.stop(unsent, first, &own, updates);
     }
 
-    /// Answers the callers of the last batch that succeeded, then the flushes it completed.
+    /// Answers the callers of the last batch that succeeded, then the flushes it completed,
+    /// now: whether they wait in [`answers`](Actor::answers) or in a [`Handover`] that
+    /// [`dispatch`](Self::dispatch) gave a courier and that the courier has not sent yet (if
+    /// it is sending them on another worker, this waits until it has).
     ///
     /// When the next batch is already closed (full, or cut by a rule) it goes first and the
-    /// answers follow, so that the callers' wake-ups, which may each cost the scheduler a system
-    /// call to unpark a worker, overlap the next round trip instead of delaying it. When the
-    /// next batch still has room, [`gather`](Self::gather) delivers first, since the callers'
-    /// next updates belong in it. Always called before anything else is answered, so answers
-    /// keep batch order.
+    /// answers follow, so that the callers' wake-ups overlap the next round trip instead of
+    /// delaying it. When the next batch still has room, [`gather`](Self::gather) delivers first,
+    /// since the callers' next updates belong in it. Always called before anything else is
+    /// answered, so answers keep batch order.
     pub(super) fn deliver(&mut self) {
+        // First: they are older than any in `answers`. Waits if the courier is sending them.
+        if let Some(handover) = self.handover.take() {
+            handover.send();
+        }
+        if let Some(answers) = self.answers.take() {
+            answers.send();
+        }
+    }
+
+    /// Hands the answers of the last batch that succeeded to the scheduler, to send once the
+    /// tasks ready on this thread have run, all at once.
+    ///
+    /// Why not send them here: on a multi-threaded runtime every caller woken while another
+    /// worker sleeps makes the scheduler wake that worker, a system call each time (an
+    /// `eventfd` write, an inter-processor interrupt on a virtual machine) while the other
+    /// worker steals one caller, runs it and sleeps again; an acknowledgement of 100 callers
+    /// spent most of the time between calls there. A waker given to `yield_now` is deferred:
+    /// tokio wakes it once its worker has run out of ready tasks (or at its periodic driver
+    /// poll), right after polling the drivers, where tasks it schedules notify no other worker
+    /// one by one; it then wakes at most one parked worker for all of them. The
+    /// [`Courier`] is the waker so deferred: it sends the answers there. Outside a tokio worker
+    /// (or inside `block_in_place`) `yield_now` wakes it at once, which sends them here.
+    ///
+    /// That timing is tokio's (1.54: `runtime::scheduler::{defer, multi_thread::worker}`), not
+    /// its promise; only the saving depends on it. Correctness does not: the answers are sent
+    /// when the courier is woken or dropped, whenever that is, and nothing else is answered
+    /// before them, since [`deliver`](Self::deliver), which runs before any other answer,
+    /// takes them back first.
+    pub(super) fn dispatch(&mut self) {
         let Some(answers) = self.answers.take() else {
             return;
         };
-        for (position, reply) in answers.replies.into_iter().enumerate() {
-            // A caller that dropped its future only loses the answer.
-            if let Some(reply) = reply {
-                let ack = CheckpointAck::new(Arc::clone(&answers.acked), Some(position));
-                let _ = reply.send(Ok(ack));
-            }
-        }
-        for reply in answers.refreshes {
-            let _ = reply.send(Ok(CheckpointAck::new(Arc::clone(&answers.acked), None)));
-        }
-        for reply in answers.flushes {
-            let _ = reply.send(Ok(()));
+        // An earlier handover, if one were still pending, goes first.
+        self.deliver();
+        let handover = Arc::new(Handover {
+            answers: Mutex::new(Some(answers)),
+        });
+        let courier = Waker::from(Arc::new(Courier(Arc::clone(&handover))));
+        // Always pending on its first poll, after giving tokio a clone of the courier to wake
+        // (`context::defer`), or waking it at once outside a runtime's worker. The future itself
+        // is not needed after that: dropping it cancels nothing.
+        let _ = pin!(tokio::task::yield_now()).poll(&mut Context::from_waker(&courier));
+        // Dropping ours sends the answers now if tokio kept no clone.
+        drop(courier);
+        if Arc::strong_count(&handover) > 1 {
+            self.handover = Some(handover);
         }
     }
 
@@ -244,5 +351,18 @@ impl Actor {
         for reply in self.shutdowns.drain(..) {
             let _ = reply.send(answer.clone());
         }
+    }
+}
+
+impl Drop for Actor {
+    /// An actor dropped before its exit (its [`BatcherWorker`](crate::BatcherWorker) dropped,
+    /// its task aborted, its runtime shut down) first sends what a courier still holds, whose
+    /// batch the service acknowledged, so that those callers are answered before its fields'
+    /// drop tells everyone else the worker is gone. Without it a runtime's shutdown, which
+    /// drops tasks before it wakes the deferred wakers, would answer a later caller before an
+    /// earlier one. (`answers` is always empty when the actor waits, so this only changes what
+    /// the courier would have sent a moment later.)
+    fn drop(&mut self) {
+        self.deliver();
     }
 }
