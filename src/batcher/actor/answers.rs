@@ -12,7 +12,7 @@
 //!   it are answered by [`Actor::answer_stopped`].
 
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Actor, Phase};
 use crate::batcher::ack::{AckedBatch, CheckpointAck};
@@ -66,6 +66,7 @@ impl Actor {
                 bytes: flight.bytes,
                 operations: sent.operations,
                 unread_marker: sent.unread_marker,
+                by_id: OnceLock::new(),
             }),
             replies: flight.replies,
             refreshes: flight.refreshes,
