@@ -179,6 +179,7 @@ async fn checkpoint(store: &Store, arn: &str, declared: Option<usize>, body: Bod
             Err(seen) => executions.checkpoint(arn, CheckpointBody::TooLarge(*seen), &roll),
         }
     };
+    store.checkpointed.notify_waiters();
     match reply.result {
         Ok(_) if reply.lose_answer && roll.drop_connection => dropped_connection(),
         Ok(_) if reply.lose_answer => error_response(

@@ -103,6 +103,7 @@ mod error;
 mod execution;
 mod faults;
 mod http;
+pub mod local;
 mod operation;
 mod paging;
 mod rules;

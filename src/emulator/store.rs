@@ -33,6 +33,9 @@ pub(crate) struct Store {
     fault_dice: Mutex<FaultDice>,
     pub(crate) omit_error_type_header: bool,
     pub(crate) limits: EmulatorLimits,
+    /// Woken after every checkpoint request is processed, for watchers of applied updates
+    /// (the local driver's crash after N updates, [`super::local`]).
+    pub(crate) checkpointed: tokio::sync::Notify,
 }
 
 impl Store {
@@ -47,6 +50,7 @@ impl Store {
             fault_dice: Mutex::new(fault_dice),
             omit_error_type_header: omit_header,
             limits,
+            checkpointed: tokio::sync::Notify::new(),
         }
     }
 
