@@ -167,7 +167,8 @@ impl LocalRun {
         Fut: Future<Output = Result<Value, E>>,
         E: fmt::Display,
     {
-        self.run_observed(emulator, handler, |_: &Progress| {}).await
+        self.run_observed(emulator, handler, |_: &Progress| {})
+            .await
     }
 
     /// [`run`](Self::run), telling `observe` what happens as it happens: each invocation
@@ -250,7 +251,8 @@ impl LocalRun {
                 end = EndReason::Completed;
                 break;
             }
-            if pending && let Some(blocked) = self.play_service(emulator, &arn, &mut observe).await?
+            if pending
+                && let Some(blocked) = self.play_service(emulator, &arn, &mut observe).await?
             {
                 end = blocked;
                 break;

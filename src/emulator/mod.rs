@@ -65,6 +65,8 @@
 //!   members and query parameters are ignored.
 //! - **Faults.** Seeded latency, throttling, server errors and lost answers, see
 //!   [`Faults`]; changeable at run time with [`Emulator::set_faults`].
+//! - **Local runs.** [`local::LocalRun`] plays the service's side of a whole execution for a
+//!   handler function: invocations, waits, callbacks, crashes, re-invocations, until it ends.
 //!
 //! # Rules
 //!

@@ -148,14 +148,23 @@ fn durable_map_killed_after_forty_updates_under_throttling_succeeds_with_every_s
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(report["status"], "SUCCEEDED");
-    assert_eq!(result_of(&report), serde_json::json!({"items": 50, "sum": 40425}));
+    assert_eq!(
+        result_of(&report),
+        serde_json::json!({"items": 50, "sum": 40425})
+    );
     let outcomes = outcomes(&report);
     assert_eq!(outcomes.first().map(String::as_str), Some("crashed"));
     assert_eq!(outcomes.last().map(String::as_str), Some("SUCCEEDED"));
     let first = &report["invocations"][0];
     let killed_at = first["updates_applied"].as_u64().unwrap();
-    assert!((40..100).contains(&killed_at), "killed halfway: {killed_at}");
-    assert!(report["processes"].as_u64().unwrap() >= 2, "a new process after the kill");
+    assert!(
+        (40..100).contains(&killed_at),
+        "killed halfway: {killed_at}"
+    );
+    assert!(
+        report["processes"].as_u64().unwrap() >= 2,
+        "a new process after the kill"
+    );
     assert!(report["execution"]["faulted_checkpoints"].as_u64().unwrap() > 0);
     let steps = report["operations"]
         .as_array()
@@ -194,9 +203,15 @@ fn durable_lambda_map_killed_after_its_map_is_durable_under_throttling_replays_t
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(report["status"], "SUCCEEDED");
-    assert_eq!(result_of(&report), serde_json::json!({"items": 50, "sum": 40425}));
+    assert_eq!(
+        result_of(&report),
+        serde_json::json!({"items": 50, "sum": 40425})
+    );
     assert_eq!(outcomes(&report), ["crashed", "SUCCEEDED"]);
-    assert_eq!(report["invocations"][1]["updates_applied"], 0, "replayed whole");
+    assert_eq!(
+        report["invocations"][1]["updates_applied"], 0,
+        "replayed whole"
+    );
     assert!(report["execution"]["faulted_checkpoints"].as_u64().unwrap() > 0);
     assert_eq!(report["applied"].as_array().unwrap().len(), 202);
     assert_applied_once(&report);
@@ -226,13 +241,22 @@ fn durable_lambda_map_killed_mid_map_fails_and_says_so() {
 
 #[test]
 fn durable_map_with_bad_input_exits_one_and_prints_the_error() {
-    let output = local(&["--input", r#"{"items":"x","concurrency":1}"#], "durable_map");
+    let output = local(
+        &["--input", r#"{"items":"x","concurrency":1}"#],
+        "durable_map",
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout.contains("invocation 1:"), "{stdout}");
-    assert!(stdout.contains("status: FAILED after 1 invocation(s)"), "{stdout}");
-    assert!(stdout.contains("error: InvalidInput: invalid input: items"), "{stdout}");
+    assert!(
+        stdout.contains("status: FAILED after 1 invocation(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: InvalidInput: invalid input: items"),
+        "{stdout}"
+    );
     assert!(
         stderr.contains("error: the execution ended FAILED: InvalidInput"),
         "{stderr}"

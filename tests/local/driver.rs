@@ -41,7 +41,9 @@ async fn wait_then_callback(_event: Value, mut ctx: DurableContext) -> Result<Va
 fn assert_applied_once(held: &ExecutionSnapshot) {
     let mut seen = HashMap::new();
     for update in &held.applied {
-        *seen.entry((update.id.clone(), update.action.clone())).or_insert(0) += 1;
+        *seen
+            .entry((update.id.clone(), update.action.clone()))
+            .or_insert(0) += 1;
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "updates applied twice: {twice:?}");
@@ -67,10 +69,19 @@ async fn a_wait_and_a_callback_are_played_by_the_run_until_the_execution_succeed
     .await
     .expect("the run ends");
 
-    assert!(outcome.succeeded(), "{:?} {:?}", outcome.status, outcome.invocations);
+    assert!(
+        outcome.succeeded(),
+        "{:?} {:?}",
+        outcome.status,
+        outcome.invocations
+    );
     let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
     assert_eq!(result, json!({"answer": "approved", "sum": 3}));
-    let outcomes: Vec<_> = outcome.invocations.iter().map(|i| i.outcome.clone()).collect();
+    let outcomes: Vec<_> = outcome
+        .invocations
+        .iter()
+        .map(|i| i.outcome.clone())
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -131,9 +142,18 @@ async fn a_map_crashed_after_forty_updates_under_throttling_replays_to_success()
     .await
     .expect("the run ends");
 
-    assert!(outcome.succeeded(), "{:?} {:?}", outcome.status, outcome.invocations);
+    assert!(
+        outcome.succeeded(),
+        "{:?} {:?}",
+        outcome.status,
+        outcome.invocations
+    );
     let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
-    assert_eq!(result, json!({"items": 50, "sum": 40425}), "the sum of i*i below 50");
+    assert_eq!(
+        result,
+        json!({"items": 50, "sum": 40425}),
+        "the sum of i*i below 50"
+    );
     let first = &outcome.invocations[0];
     assert_eq!(first.outcome, InvocationOutcome::Crashed);
     assert!(
@@ -147,7 +167,11 @@ async fn a_map_crashed_after_forty_updates_under_throttling_replays_to_success()
     );
     let held = &outcome.execution;
     assert_applied_once(held);
-    let steps = held.operations.iter().filter(|op| op.op_type == "STEP").count();
+    let steps = held
+        .operations
+        .iter()
+        .filter(|op| op.op_type == "STEP")
+        .count();
     assert_eq!(steps, 50);
     assert!(
         held.faulted_checkpoints > 0,
@@ -206,7 +230,11 @@ async fn errors_and_timeouts_are_invoked_again_up_to_the_limit() {
     )
     .await
     .expect("the run ends");
-    let outcomes: Vec<_> = outcome.invocations.iter().map(|i| i.outcome.clone()).collect();
+    let outcomes: Vec<_> = outcome
+        .invocations
+        .iter()
+        .map(|i| i.outcome.clone())
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -226,4 +254,51 @@ async fn errors_and_timeouts_are_invoked_again_up_to_the_limit() {
     assert_eq!(outcome.end, EndReason::MaxInvocations);
     assert_eq!(outcome.status, "RUNNING");
     assert!(!outcome.succeeded());
+}
+
+/// README, "Testing your handler", as written there (its doctest is not run: a `#[tokio::test]`
+/// inside a doctest is not compiled). Keep the two the same.
+mod readme_testing_your_handler {
+    use super::example as durable_map;
+
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use checkpoint_batcher::emulator::local::{InvocationOutcome, LocalRun};
+    use checkpoint_batcher::emulator::{Emulator, Faults};
+    use checkpoint_batcher::{BatcherConfig, RealBackend};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn the_map_replays_after_a_crash_under_throttling()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let faults = Faults {
+            throttle_rate: 0.2,
+            ..Faults::default()
+        };
+        let emulator = Emulator::builder().faults(faults).start().await?;
+        let backend = Arc::new(RealBackend::new(emulator.client()));
+        let outcome = LocalRun::new(json!({"items": 50, "concurrency": 10}))
+            .crash_after_updates(40) // the first invocation dies halfway through the map
+            .skip_waits(true)
+            .run(&emulator, |event| {
+                durable_map::handle(backend.clone(), event, BatcherConfig::default())
+            })
+            .await?;
+
+        assert!(outcome.succeeded(), "ended {}", outcome.status);
+        assert_eq!(
+            outcome.result.as_deref(),
+            Some(r#"{"items":50,"sum":40425}"#)
+        );
+        assert_eq!(outcome.invocations[0].outcome, InvocationOutcome::Crashed);
+        let mut seen = HashSet::new();
+        let once = outcome
+            .execution
+            .applied
+            .iter()
+            .all(|u| seen.insert((&u.id, &u.action)));
+        assert!(once, "no update applied twice across the crash");
+        Ok(())
+    }
 }

@@ -172,7 +172,11 @@ pub(crate) struct ServeArgs {
 /// this command's stdout carries only the report (or, with --json, the JSON).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 only when the emulator holds the execution SUCCEEDED; 1 when it \
+    after_help = "The command runs with a Lambda sandbox's environment, AWS_LAMBDA_RUNTIME_API \
+                  on 127.0.0.1, dummy credentials and AWS_ENDPOINT_URL_LAMBDA aimed at the \
+                  embedded emulator. Its stdout and stderr go to this command's stderr, \
+                  unprefixed; stdout carries only the report (or the --json object).\n\n\
+                  Exit status: 0 only when the emulator holds the execution SUCCEEDED; 1 when it \
                   ended otherwise or the run stopped (invocations used up, a callback nobody \
                   answers, Ctrl-C); 2 for a usage error (bad flag, --input not JSON, a command \
                   that cannot start)."

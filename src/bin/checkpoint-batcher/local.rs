@@ -238,7 +238,11 @@ fn failure_line(outcome: &LocalOutcome) -> String {
             "the execution waits on operations nothing here completes (see above)".to_owned()
         }
         _ => match &outcome.error {
-            Some(error) => format!("the execution ended {}: {}", outcome.status, error_line(error)),
+            Some(error) => format!(
+                "the execution ended {}: {}",
+                outcome.status,
+                error_line(error)
+            ),
             None => format!("the execution ended {}", outcome.status),
         },
     }

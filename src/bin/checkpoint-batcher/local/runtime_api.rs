@@ -192,7 +192,10 @@ async fn next(api: &Api) -> Response {
     set("lambda-runtime-invoked-function-arn", &offer.function_arn);
     set(
         "lambda-runtime-trace-id",
-        &format!("Root=1-00000000-{:024x};Sampled=0", fastrand::u128(..) >> 32),
+        &format!(
+            "Root=1-00000000-{:024x};Sampled=0",
+            fastrand::u128(..) >> 32
+        ),
     );
     api.taken
         .lock()
@@ -214,7 +217,10 @@ fn answer(api: &Api, id: &str, reply: Reply) -> Response {
             let _ = sender.send(reply);
             status(StatusCode::ACCEPTED, "")
         }
-        None => status(StatusCode::BAD_REQUEST, "unknown or already answered request id"),
+        None => status(
+            StatusCode::BAD_REQUEST,
+            "unknown or already answered request id",
+        ),
     }
 }
 

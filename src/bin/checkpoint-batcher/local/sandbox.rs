@@ -116,7 +116,9 @@ impl Host {
         eprintln!(
             "local: process {} started (pid {})",
             self.starts,
-            child.id().map_or_else(|| "?".to_owned(), |id| id.to_string())
+            child
+                .id()
+                .map_or_else(|| "?".to_owned(), |id| id.to_string())
         );
         self.sandbox = Some(Sandbox { child, api });
         Ok(())
