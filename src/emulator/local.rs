@@ -88,6 +88,7 @@ pub struct LocalRun {
     name: String,
     skip_waits: bool,
     callback_result: Option<String>,
+    wait_for_callbacks: bool,
     max_invocations: u32,
     timeout: Duration,
     crash_after_updates: Option<usize>,
@@ -101,6 +102,7 @@ impl LocalRun {
             name: "local".to_owned(),
             skip_waits: false,
             callback_result: None,
+            wait_for_callbacks: false,
             max_invocations: DEFAULT_MAX_INVOCATIONS,
             timeout: DEFAULT_TIMEOUT,
             crash_after_updates: None,
@@ -125,6 +127,16 @@ impl LocalRun {
     /// only on callbacks stops with [`EndReason::Blocked`].
     pub fn callback_result(mut self, result: impl Into<String>) -> Self {
         self.callback_result = Some(result.into());
+        self
+    }
+
+    /// Without [`callback_result`](Self::callback_result): waits for someone else to answer
+    /// the callbacks the handler waits on (`SendDurableExecutionCallbackSuccess` or `...Failure`
+    /// sent to the emulator, or [`Emulator::complete_operation`]), however long that takes,
+    /// instead of stopping with [`EndReason::Blocked`]. [`Progress::AwaitingCallbacks`] tells
+    /// when. Default: false.
+    pub fn wait_for_callbacks(mut self, wait: bool) -> Self {
+        self.wait_for_callbacks = wait;
         self
     }
 
@@ -320,12 +332,31 @@ impl LocalRun {
             // revoked token): the service invokes it again now.
             return Ok(None);
         }
+        let callbacks: Vec<PendingOperation> = blocked
+            .iter()
+            .filter(|op| matches!(op.kind, Waiting::Callback { .. }))
+            .cloned()
+            .collect();
+        let awaiting = self.wait_for_callbacks && !callbacks.is_empty();
         let Some(due) = earliest else {
-            return Ok(Some(EndReason::Blocked(blocked)));
+            if !awaiting || callbacks.len() < blocked.len() {
+                return Ok(Some(EndReason::Blocked(blocked)));
+            }
+            observe(&Progress::AwaitingCallbacks(callbacks.clone()));
+            callback_answered(emulator, arn, &callbacks).await;
+            return Ok(None);
         };
         let wait = Duration::from_secs_f64((due - now_secs()).max(0.0));
         observe(&Progress::Sleeping(wait));
-        tokio::time::sleep(wait).await;
+        if awaiting {
+            observe(&Progress::AwaitingCallbacks(callbacks.clone()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = callback_answered(emulator, arn, &callbacks) => return Ok(None),
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
         for op in waiting_on(emulator, arn)? {
             if let Waiting::Timer { due } = op.kind
                 && due <= now_secs()
@@ -376,6 +407,33 @@ async fn crash_watch(emulator: &Emulator, arn: &str, threshold: Option<usize>) {
             .get(arn)
             .map_or(0, |e| e.applied.len());
         if applied >= threshold {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Resolves once one of `callbacks` no longer waits (answered, or gone).
+async fn callback_answered(emulator: &Emulator, arn: &str, callbacks: &[PendingOperation]) {
+    loop {
+        let notified = emulator.store.checkpointed.notified();
+        tokio::pin!(notified);
+        // Registered before the state is read, so no answer slips between the two.
+        notified.as_mut().enable();
+        let answered = {
+            let executions = emulator.store.executions();
+            let Some(execution) = executions.executions.get(arn) else {
+                return;
+            };
+            callbacks.iter().any(|callback| {
+                execution
+                    .index
+                    .get(&callback.id)
+                    .and_then(|&i| execution.ops.get(i))
+                    .is_none_or(|op| op.status != Status::Started)
+            })
+        };
+        if answered {
             return;
         }
         notified.await;
@@ -497,6 +555,9 @@ pub enum Progress {
     Completed(PendingOperation),
     /// Nothing is due yet: the run sleeps this long for the earliest timer.
     Sleeping(Duration),
+    /// The handler waits on these callbacks, and the run waits for someone to answer one
+    /// ([`LocalRun::wait_for_callbacks`]).
+    AwaitingCallbacks(Vec<PendingOperation>),
 }
 
 /// One invocation of the handler.

@@ -11,10 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_lambda::primitives::Blob;
 use checkpoint_batcher::DurableBackend;
 use checkpoint_batcher::durable_lambda::Runner;
 use checkpoint_batcher::durable_lambda::prelude::*;
-use checkpoint_batcher::emulator::local::{EndReason, InvocationOutcome, LocalRun};
+use checkpoint_batcher::emulator::local::{
+    EndReason, InvocationOutcome, LocalRun, Progress, Waiting,
+};
 use checkpoint_batcher::emulator::{Emulator, ExecutionSnapshot, Faults};
 use serde_json::{Value, json};
 
@@ -116,6 +119,65 @@ async fn a_callback_nobody_answers_stops_the_run_as_blocked_without_success() {
     assert_eq!(blocked.len(), 1);
     assert_eq!(blocked[0].op_type, "CALLBACK");
     assert_eq!(outcome.invocations.len(), 2);
+}
+
+#[tokio::test]
+async fn a_callback_answered_through_the_sdk_while_the_run_waits_ends_the_wait() {
+    let emulator = emulator(Faults::none(), 5).await;
+    let runner = Runner::new(real(&emulator)).with_config(patient_config(5));
+    let client = emulator.client();
+    let mut answered = Vec::new();
+    let outcome = within_named(
+        LIMIT,
+        "the local run",
+        LocalRun::new(json!({}))
+            .skip_waits(true)
+            .wait_for_callbacks(true)
+            .run_observed(
+                &emulator,
+                |event| runner.invoke(event, wait_then_callback),
+                |progress: &Progress| {
+                    let Progress::AwaitingCallbacks(callbacks) = progress else {
+                        return;
+                    };
+                    let Some(Waiting::Callback {
+                        callback_id: Some(id),
+                    }) = callbacks.first().map(|c| c.kind.clone())
+                    else {
+                        panic!("a callback with its Id: {callbacks:?}");
+                    };
+                    answered.push(id.clone());
+                    // Another client answers it, as someone would from another shell.
+                    let send = client
+                        .send_durable_execution_callback_success()
+                        .callback_id(id)
+                        .result(Blob::new("\"approved\""));
+                    drop(tokio::spawn(async move {
+                        send.send().await.expect("the emulator takes the answer");
+                    }));
+                },
+            ),
+    )
+    .await
+    .expect("the run ends");
+    assert!(outcome.succeeded(), "{:?}", outcome.invocations);
+    assert_eq!(answered.len(), 1, "awaited once");
+    let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result, json!({"answer": "approved", "sum": 3}));
+    assert_applied_once(&outcome.execution);
+
+    // The same Id again: the callback is completed, and the emulator says so.
+    let again = client
+        .send_durable_execution_callback_success()
+        .callback_id(&answered[0])
+        .result(Blob::new("\"twice\""))
+        .send()
+        .await;
+    let error = again.expect_err("a completed callback takes no second answer");
+    assert!(
+        format!("{:?}", error).contains("already completed"),
+        "{error:?}"
+    );
 }
 
 fn backend(emulator: &Emulator) -> Arc<dyn DurableBackend> {

@@ -177,8 +177,8 @@ pub(crate) struct ServeArgs {
                   embedded emulator. Its stdout and stderr go to this command's stderr, \
                   unprefixed; stdout carries only the report (or the --json object).\n\n\
                   Exit status: 0 only when the emulator holds the execution SUCCEEDED; 1 when it \
-                  ended otherwise or the run stopped (invocations used up, a callback nobody \
-                  answers, Ctrl-C); 2 for a usage error (bad flag, --input not JSON, a command \
+                  ended otherwise or the run stopped (invocations used up, an operation \
+                  nothing here completes, Ctrl-C); 2 for a usage error (bad flag, --input not JSON, a command \
                   that cannot start)."
 )]
 pub(crate) struct LocalArgs {
@@ -189,8 +189,9 @@ pub(crate) struct LocalArgs {
     /// when they are due.
     #[arg(long)]
     pub(crate) skip_waits: bool,
-    /// Answer every callback the function waits on with this result (JSON). Without it, a
-    /// run waiting only on a callback stops and prints its callback Id.
+    /// Answer every callback the function waits on with this result (JSON). Without it, the
+    /// run waits for someone to answer the callback through the emulator (it prints the AWS
+    /// CLI command that does).
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
     pub(crate) callback_result: Option<serde_json::Value>,
     /// The most invocations before giving up.

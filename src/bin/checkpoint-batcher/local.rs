@@ -59,8 +59,10 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), CliError> {
         .skip_waits(args.skip_waits)
         .max_invocations(args.max_invocations)
         .timeout(timeout);
-    if let Some(result) = &args.callback_result {
-        run = run.callback_result(result.to_string());
+    match &args.callback_result {
+        Some(result) => run = run.callback_result(result.to_string()),
+        // Someone answers them from another shell, through the emulator's endpoint.
+        None => run = run.wait_for_callbacks(true),
     }
     if let Some(updates) = args.kill_after_updates {
         run = run.crash_after_updates(usize::try_from(updates).unwrap_or(usize::MAX));
@@ -71,7 +73,10 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), CliError> {
         let host = Arc::clone(&host);
         async move { host.lock().await.invoke(event).await }
     };
-    let observe = |progress: &Progress| say(json_out, &progress_line(progress, kill_after));
+    let endpoint = emulator.endpoint_url();
+    let observe = |progress: &Progress| {
+        say(json_out, &progress_line(progress, kill_after, &endpoint));
+    };
     let outcome = tokio::select! {
         outcome = run.run_observed(&emulator, invoke, observe) => outcome
             .map_err(|e| CliError::failed(format!("the emulator lost the execution: {e}")))?,
@@ -158,7 +163,7 @@ fn say(json_out: bool, line: &str) {
     }
 }
 
-fn progress_line(progress: &Progress, kill_after: Option<u64>) -> String {
+fn progress_line(progress: &Progress, kill_after: Option<u64>, endpoint: &str) -> String {
     match progress {
         Progress::Invoked(record) => {
             let outcome = match (&record.outcome, kill_after) {
@@ -177,9 +182,34 @@ fn progress_line(progress: &Progress, kill_after: Option<u64>) -> String {
             "service: waiting {:.1?} for the next timer (--skip-waits fires timers at once)",
             wait
         ),
+        Progress::AwaitingCallbacks(callbacks) => callbacks
+            .iter()
+            .map(|op| how_to_answer(op, endpoint))
+            .collect::<Vec<_>>()
+            .join("\n"),
         // `Progress` is non-exhaustive; invocations starting need no line.
         _ => String::new(),
     }
+}
+
+/// How to answer a callback from another shell, with the AWS CLI, against the emulator.
+fn how_to_answer(op: &PendingOperation, endpoint: &str) -> String {
+    let id = match &op.kind {
+        Waiting::Callback {
+            callback_id: Some(id),
+        } => id.as_str(),
+        _ => "?",
+    };
+    format!(
+        "service: waiting for {} to be answered (Ctrl-C to stop); from another shell:\n  \
+         AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 aws lambda \
+         send-durable-execution-callback-success --endpoint-url {endpoint} --callback-id {id} \
+         --result '\"approved\"'\n  \
+         (AWS CLI v2: add --cli-binary-format raw-in-base64-out; to fail it: \
+         send-durable-execution-callback-failure ... --error ErrorMessage=no; or run again with \
+         --callback-result JSON)",
+        describe(op)
+    )
 }
 
 /// `WAIT pause (Id ...)`.
@@ -206,8 +236,7 @@ fn report_lines(outcome: &LocalOutcome) -> Vec<String> {
         for op in ops {
             let how = match &op.kind {
                 Waiting::Callback { callback_id } => format!(
-                    "callback Id {}; nothing answers it: run again with --callback-result JSON \
-                     (the emulator does not serve SendDurableExecutionCallbackSuccess)",
+                    "callback Id {}, not awaited while the run is blocked on something else",
                     callback_id.as_deref().unwrap_or("?")
                 ),
                 _ => "the local run does not play it".to_owned(),
