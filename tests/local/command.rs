@@ -309,3 +309,83 @@ fn a_process_that_dies_at_every_start_is_invoked_up_to_the_limit_and_never_succe
         "{report}"
     );
 }
+
+#[test]
+fn an_error_answered_through_the_runtime_api_is_invoked_again_in_the_same_process() {
+    // Every checkpoint throttled: the example's batcher gives up after its retries and the
+    // handler answers `Err`, which lambda_runtime posts to `.../invocation/{id}/error`.
+    let output = local(
+        &[
+            "--json",
+            "--throttle-rate",
+            "1",
+            "--max-invocations",
+            "2",
+            "--input",
+            r#"{"items":1,"concurrency":1}"#,
+        ],
+        "durable_map",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_of(&output);
+    assert_eq!(report["status"], "RUNNING");
+    assert_eq!(report["end"], "max-invocations");
+    assert_eq!(outcomes(&report), ["error", "error"]);
+    let detail = report["invocations"][0]["detail"].as_str().unwrap();
+    assert!(detail.to_lowercase().contains("throttl"), "{detail}");
+    assert_eq!(report["processes"], 1, "an error answer keeps the process");
+    assert_eq!(report["applied"].as_array().unwrap().len(), 0);
+}
+
+/// Whether process `pid` is gone (or dead and waiting to be reaped).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn a_process_past_the_timeout_is_killed_and_a_new_one_started_and_none_outlives_the_command() {
+    let output = Command::new(cargo_bin("checkpoint-batcher"))
+        .args([
+            "local",
+            "--json",
+            "--timeout",
+            "1",
+            "--max-invocations",
+            "2",
+            "--",
+            "sleep",
+            "600",
+        ])
+        .output()
+        .expect("the command runs");
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_of(&output);
+    assert_eq!(outcomes(&report), ["timed out", "timed out"]);
+    assert_eq!(report["processes"], 2, "a new process after each timeout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let pids: Vec<u32> = stderr
+        .lines()
+        .filter_map(|line| {
+            line.split("(pid ")
+                .nth(1)?
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "{stderr}");
+    // SIGKILL was sent before the command exited; the kernel may take a moment to finish it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pids.iter().all(|&pid| dead(pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes {pids:?} outlived the command"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

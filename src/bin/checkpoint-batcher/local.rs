@@ -170,6 +170,13 @@ fn progress_line(progress: &Progress, kill_after: Option<u64>, endpoint: &str) -
                 (InvocationOutcome::Crashed, Some(n)) => {
                     format!("killed (SIGKILL) after {n} updates applied in the execution")
                 }
+                // The function's word, not the execution's status: that is the last line's.
+                (
+                    InvocationOutcome::Succeeded
+                    | InvocationOutcome::Failed
+                    | InvocationOutcome::Pending,
+                    _,
+                ) => format!("answered {}", record.outcome.label()),
                 (outcome, _) => outcome.to_string(),
             };
             format!(
