@@ -116,7 +116,8 @@ impl LocalRun {
     }
 
     /// Fires waits, and makes steps waiting for a retry ready, as soon as the handler answers
-    /// `PENDING` instead of when they are due. Default: false (they fire when due).
+    /// `PENDING` instead of when they are due. Default: false (they fire when due, by the wall
+    /// clock: under tokio's paused clock, set this).
     pub fn skip_waits(mut self, skip: bool) -> Self {
         self.skip_waits = skip;
         self
