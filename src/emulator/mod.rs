@@ -65,6 +65,13 @@
 //!   members and query parameters are ignored.
 //! - **Faults.** Seeded latency, throttling, server errors and lost answers, see
 //!   [`Faults`]; changeable at run time with [`Emulator::set_faults`].
+//! - **Callbacks.** `SendDurableExecutionCallbackSuccess`, `...Failure` and `...Heartbeat`
+//!   (`POST /2025-12-01/durable-execution-callbacks/{CallbackId}/succeed`, `/fail`,
+//!   `/heartbeat`) answer a CALLBACK by the `CallbackId` its START was given, in any execution,
+//!   as [`Emulator::complete_operation`] does (a failure keeps the error's message); an unknown
+//!   or already completed callback is answered 400. These calls draw no faults.
+//! - **Local runs.** [`local::LocalRun`] plays the service's side of a whole execution for a
+//!   handler function: invocations, waits, callbacks, crashes, re-invocations, until it ends.
 //!
 //! # Rules
 //!
@@ -103,6 +110,7 @@ mod error;
 mod execution;
 mod faults;
 mod http;
+pub mod local;
 mod operation;
 mod paging;
 mod rules;
@@ -355,9 +363,12 @@ impl Emulator {
         id: &str,
         completion: Completion,
     ) -> Result<(), EmulatorError> {
-        self.store
+        let result = self
+            .store
             .executions()
-            .complete_operation(arn, id, completion)
+            .complete_operation(arn, id, completion);
+        self.store.checkpointed.notify_waiters();
+        result
     }
 
     /// Stops the server: no new connections (the listener is closed), in-flight
