@@ -31,8 +31,12 @@
 //! # Crashes in process
 //!
 //! [`LocalRun::crash_after_updates`] drops the handler's future once that many updates were
-//! applied in the execution, right after the checkpoint that reached the count and before its
-//! answer is read: to the service, that is what a crashed sandbox looks like. Tasks the
+//! applied in the execution: to the service, that is what a crashed sandbox looks like. The
+//! crash lands when the run is next polled after the checkpoint that reached the count, so a
+//! handler running on other threads may read that checkpoint's answer and apply a few more
+//! updates first ("at least N", not "exactly N"). A run whose execution never reaches the
+//! count never crashes: [`LocalOutcome::crashed`] and [`LocalOutcome::replayed`] say whether
+//! the replay was tested. Tasks the
 //! handler spawned (a batcher's worker) may live on; every re-invocation gets a fresh token
 //! ([`Emulator::rotate_token`]), as the service gives one, so whatever they still send is
 //! refused as stale instead of being applied behind the new invocation's back.
@@ -157,7 +161,9 @@ impl LocalRun {
 
     /// Crashes the invocation running when the execution's applied updates reach `updates`,
     /// once in the run: its future is dropped (see the [module documentation](self#crashes-in-process))
-    /// and the next invocation replays. Default: never.
+    /// and the next invocation replays. Whether that happened is
+    /// [`LocalOutcome::replayed`]: an execution that applies fewer updates never crashes.
+    /// Default: never.
     pub fn crash_after_updates(mut self, updates: usize) -> Self {
         self.crash_after_updates = Some(updates);
         self
@@ -264,7 +270,10 @@ impl LocalRun {
                 end = EndReason::Completed;
                 break;
             }
+            // After the last invocation allowed, nothing would use what the service completes:
+            // waiting for it (a timer, a callback) would only delay the end.
             if pending
+                && number < self.max_invocations
                 && let Some(blocked) = self.play_service(emulator, &arn, &mut observe).await?
             {
                 end = blocked;
@@ -378,7 +387,8 @@ enum Answer {
     TimedOut,
 }
 
-/// Completes `id`; an operation something else completed meanwhile is left as it is.
+/// Completes `id`; an operation something else completed or changed meanwhile (a checkpoint
+/// between reading what waits and completing it) is left as it is.
 fn complete(
     emulator: &Emulator,
     arn: &str,
@@ -386,7 +396,9 @@ fn complete(
     completion: Completion,
 ) -> Result<(), EmulatorError> {
     match emulator.complete_operation(arn, id, completion) {
-        Ok(()) | Err(EmulatorError::AlreadyFinished(_)) => Ok(()),
+        Ok(()) | Err(EmulatorError::AlreadyFinished(_) | EmulatorError::NotApplicable(..)) => {
+            Ok(())
+        }
         Err(other) => Err(other),
     }
 }
@@ -414,7 +426,8 @@ async fn crash_watch(emulator: &Emulator, arn: &str, threshold: Option<usize>) {
     }
 }
 
-/// Resolves once one of `callbacks` no longer waits (answered, or gone).
+/// Resolves once one of `callbacks` no longer waits (answered, or gone), or the execution
+/// completed.
 async fn callback_answered(emulator: &Emulator, arn: &str, callbacks: &[PendingOperation]) {
     loop {
         let notified = emulator.store.checkpointed.notified();
@@ -426,13 +439,15 @@ async fn callback_answered(emulator: &Emulator, arn: &str, callbacks: &[PendingO
             let Some(execution) = executions.executions.get(arn) else {
                 return;
             };
-            callbacks.iter().any(|callback| {
-                execution
-                    .index
-                    .get(&callback.id)
-                    .and_then(|&i| execution.ops.get(i))
-                    .is_none_or(|op| op.status != Status::Started)
-            })
+            // Stopped, or completed by a checkpoint: nothing will wait on the callbacks now.
+            execution.completed
+                || callbacks.iter().any(|callback| {
+                    execution
+                        .index
+                        .get(&callback.id)
+                        .and_then(|&i| execution.ops.get(i))
+                        .is_none_or(|op| op.status != Status::Started)
+                })
         };
         if answered {
             return;
@@ -663,5 +678,26 @@ impl LocalOutcome {
     #[must_use]
     pub fn succeeded(&self) -> bool {
         self.execution.completed && self.status == "SUCCEEDED"
+    }
+
+    /// Whether an invocation was crashed ([`LocalRun::crash_after_updates`]). A run asked to
+    /// crash whose execution applied fewer updates than the threshold never crashes, and still
+    /// succeeds: a test of the replay should assert this, or [`replayed`](Self::replayed).
+    #[must_use]
+    pub fn crashed(&self) -> bool {
+        self.invocations
+            .iter()
+            .any(|i| i.outcome == InvocationOutcome::Crashed)
+    }
+
+    /// Whether an invocation followed a crashed one, so the handler replayed from what the
+    /// crashed one left durable. A crash on the update that completed the execution is followed
+    /// by no invocation: the service has nothing left to invoke.
+    #[must_use]
+    pub fn replayed(&self) -> bool {
+        self.invocations
+            .iter()
+            .position(|i| i.outcome == InvocationOutcome::Crashed)
+            .is_some_and(|crashed| crashed + 1 < self.invocations.len())
     }
 }

@@ -316,14 +316,19 @@ impl Emulator {
     /// Revokes the current token without completing the execution: every later call
     /// gets the invalid-token 400. Returns false for an unknown ARN.
     pub fn revoke_token(&self, arn: &str) -> bool {
-        self.store.executions().revoke_token(arn)
+        let revoked = self.store.executions().revoke_token(arn);
+        self.store.checkpointed.notify_waiters();
+        revoked
     }
 
     /// Stops the execution as `StopDurableExecution` would: the EXECUTION operation
     /// becomes STOPPED, the execution completes and its token is revoked. Returns false
     /// for an unknown ARN.
     pub fn stop_execution(&self, arn: &str) -> bool {
-        self.store.executions().stop_execution(arn)
+        let stopped = self.store.executions().stop_execution(arn);
+        // A local run waiting on a callback learns that nothing waits any more.
+        self.store.checkpointed.notify_waiters();
+        stopped
     }
 
     /// Plays the service's side of a handler's answer (`{"Status": "SUCCEEDED", "Result":

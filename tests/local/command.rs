@@ -389,3 +389,63 @@ fn a_process_past_the_timeout_is_killed_and_a_new_one_started_and_none_outlives_
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+#[test]
+fn a_wrapper_script_and_what_it_started_are_killed_as_one_group() {
+    // The program is a shell that starts the "function" in the background: killing the shell
+    // alone would leave the function running with a token that still works.
+    let output = Command::new(cargo_bin("checkpoint-batcher"))
+        .args([
+            "local",
+            "--json",
+            "--timeout",
+            "1",
+            "--max-invocations",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 600 & echo \"started pid $!\" >&2; wait",
+        ])
+        .output()
+        .expect("the command runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(outcomes(&json_of(&output)), ["timed out"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let started: u32 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("started pid ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the shell printed its child's pid: {stderr}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dead(started) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {started}, started by the wrapper, outlived the command"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_kill_that_is_never_reached_fails_the_run_even_though_the_execution_succeeded() {
+    let output = local(
+        &[
+            "--json",
+            "--kill-after-updates",
+            "100000",
+            "--input",
+            r#"{"items":3,"concurrency":1}"#,
+        ],
+        "durable_map",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_of(&output);
+    // The execution itself is fine; the run did not show the replay it was asked for.
+    assert_eq!(report["status"], "SUCCEEDED");
+    assert_eq!(outcomes(&report), ["SUCCEEDED"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--kill-after-updates 100000 was never reached"),
+        "{stderr}"
+    );
+}

@@ -122,6 +122,29 @@ async fn a_callback_nobody_answers_stops_the_run_as_blocked_without_success() {
 }
 
 #[tokio::test]
+async fn the_last_invocation_allowed_ends_the_run_without_waiting_for_a_callback() {
+    let emulator = emulator(Faults::none(), 5).await;
+    let runner = Runner::new(real(&emulator)).with_config(patient_config(5));
+    // Invocation 2 leaves the handler waiting on a callback nobody answers: with no third
+    // invocation allowed, waiting for the answer could only delay the end, forever.
+    let outcome = within_named(
+        LIMIT,
+        "the local run",
+        LocalRun::new(json!({}))
+            .skip_waits(true)
+            .wait_for_callbacks(true)
+            .max_invocations(2)
+            .run(&emulator, |event| runner.invoke(event, wait_then_callback)),
+    )
+    .await
+    .expect("the run ends");
+    assert!(!outcome.succeeded());
+    assert_eq!(outcome.status, "RUNNING");
+    assert_eq!(outcome.end, EndReason::MaxInvocations);
+    assert_eq!(outcome.invocations.len(), 2);
+}
+
+#[tokio::test]
 async fn a_callback_answered_through_the_sdk_while_the_run_waits_ends_the_wait() {
     let emulator = emulator(Faults::none(), 5).await;
     let runner = Runner::new(real(&emulator)).with_config(patient_config(5));
@@ -218,6 +241,7 @@ async fn a_map_crashed_after_forty_updates_under_throttling_replays_to_success()
     );
     let first = &outcome.invocations[0];
     assert_eq!(first.outcome, InvocationOutcome::Crashed);
+    assert!(outcome.crashed() && outcome.replayed());
     assert!(
         (40..100).contains(&first.updates_applied),
         "crashed after 40 updates, before the map's 100: {}",

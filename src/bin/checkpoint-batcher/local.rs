@@ -100,10 +100,21 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), CliError> {
             say(false, &line);
         }
     }
-    if outcome.succeeded() {
-        Ok(())
-    } else {
-        Err(CliError::failed(failure_line(&outcome)))
+    if !outcome.succeeded() {
+        return Err(CliError::failed(failure_line(&outcome)));
+    }
+    // A kill was asked for to show a replay: a run that never showed one has not passed.
+    match kill_after {
+        Some(n) if !outcome.crashed() => Err(CliError::failed(format!(
+            "--kill-after-updates {n} was never reached: the execution applied {} updates, so no \
+             process was killed and no replay was shown (pick a smaller N)",
+            outcome.execution.applied.len()
+        ))),
+        Some(n) if !outcome.replayed() => Err(CliError::failed(format!(
+            "--kill-after-updates {n}: the kill came with the update that completed the \
+             execution, so no invocation replayed after it (pick a smaller N)"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -167,9 +178,12 @@ fn progress_line(progress: &Progress, kill_after: Option<u64>, endpoint: &str) -
     match progress {
         Progress::Invoked(record) => {
             let outcome = match (&record.outcome, kill_after) {
-                (InvocationOutcome::Crashed, Some(n)) => {
-                    format!("killed (SIGKILL) after {n} updates applied in the execution")
-                }
+                // The kill lands once the count is reached; the process may apply a few more
+                // updates first, which the line's own count shows.
+                (InvocationOutcome::Crashed, Some(n)) => format!(
+                    "killed (SIGKILL): the execution reached {n} applied updates \
+                     (--kill-after-updates)"
+                ),
                 // The function's word, not the execution's status: that is the last line's.
                 (
                     InvocationOutcome::Succeeded

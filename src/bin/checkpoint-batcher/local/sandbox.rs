@@ -4,8 +4,11 @@
 //!
 //! A process is killed (SIGKILL) whenever an invocation is given up on (a timeout, the crash
 //! `--kill-after-updates` asks for, Ctrl-C, any error path): the invocation's future holds a
-//! guard that drops the sandbox unless the invocation completed, and the process is spawned
-//! with `kill_on_drop`. No process outlives the command.
+//! guard that drops the sandbox unless the invocation completed, and dropping a sandbox kills
+//! it. The program runs in a process group of its own, and the whole group is killed, so that
+//! a wrapper (`sh -c`, a script, `cargo run`) does not leave the real function running behind
+//! it with a token that still works. Only a SIGKILL of the command itself, which runs no
+//! code, leaves the group alive.
 
 use std::ffi::OsString;
 use std::process::Stdio;
@@ -35,7 +38,31 @@ pub(super) struct Launch {
 struct Sandbox {
     child: Child,
     api: RuntimeApi,
+    /// The process group the program leads (its pid at spawn): still the group's Id after
+    /// the program itself exited, while anything it started lives.
+    group: Option<u32>,
 }
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // The program itself is also killed by `kill_on_drop`; this reaches what it started.
+        if let Some(group) = self.group {
+            kill_group(group);
+        }
+    }
+}
+
+/// SIGKILL to every process of the group; a group already gone is no error.
+#[cfg(unix)]
+fn kill_group(group: u32) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    if let Some(pid) = i32::try_from(group).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_group: u32) {}
 
 /// The function's host: starts sandboxes as needed and invokes the function in them.
 #[derive(Debug)]
@@ -106,6 +133,9 @@ impl Host {
             .stdout(to_stderr())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        // A group of its own, led by the program, so that one signal reaches all it starts.
+        #[cfg(unix)]
+        command.process_group(0);
         let child = command.spawn().map_err(|e| {
             format!(
                 "could not start {}: {e}",
@@ -120,7 +150,8 @@ impl Host {
                 .id()
                 .map_or_else(|| "?".to_owned(), |id| id.to_string())
         );
-        self.sandbox = Some(Sandbox { child, api });
+        let group = if cfg!(unix) { child.id() } else { None };
+        self.sandbox = Some(Sandbox { child, api, group });
         Ok(())
     }
 
