@@ -30,14 +30,19 @@
 //! scenarios whose name contains it, and `BENCH_NAIVE=0` skips the baselines (for profiling).
 //!
 //! Scenarios run on a multi-threaded runtime with 2 workers, except the "one core" rows: the
-//! concurrent and saturated workloads again on a `current_thread` runtime, the workload and the
-//! batcher on one thread, as a handler on a small Lambda runs them (`BENCH_SCENARIO=one`).
+//! concurrent, saturated and service-like workloads again on a `current_thread` runtime, the
+//! workload and the batcher on one thread, as a handler on a small Lambda runs them
+//! (`BENCH_SCENARIO=one`). The **service-like round trip** rows (C=1000, K=10, L=20 ms) are
+//! what users see in Lambda: a call as slow as the service's, the acknowledgement's p99 beside
+//! the ratio.
 //!
-//! The **real path** row (`BENCH_SCENARIO="real path"`, needs `--all-features`) runs the
-//! saturated step workload through `RealBackend`, `aws-sdk-lambda` and loopback HTTP to the
-//! emulator in a child process, and reports the client's and the emulator's CPU per update
-//! (see `throughput/real_path.rs`). Targets are issue 12's. `BENCH_PROFILE=1` skips the
-//! cross-core timing, which would spin for minutes under valgrind.
+//! The **real path** rows (`BENCH_SCENARIO="real path"`, need `--all-features`) run the step
+//! workload (C=1000 and C=100) through `RealBackend`, `aws-sdk-lambda` and loopback HTTP to the
+//! emulator in a child process, each beside its **floor** (the same updates in calls of the
+//! same size, through `RealBackend` with no batcher), and report the client's CPU per update
+//! with and without the batcher, their ratio, and the emulator's CPU per update (see
+//! `throughput/real_path.rs`). `BENCH_PROFILE=1` skips the cross-core timing, which would spin
+//! for minutes under valgrind.
 
 use std::env;
 use std::fmt::{self, Write as _};
@@ -344,6 +349,15 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             runtime: Flavour::MultiThread,
         },
         Scenario {
+            name: "service-like round trip",
+            tasks: 1000,
+            steps: k(10, 3),
+            latency: ms(20),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::Ratio(0.99),
+            runtime: Flavour::MultiThread,
+        },
+        Scenario {
             name: "concurrent, one core",
             tasks: 100,
             steps: k(20, 5),
@@ -359,6 +373,15 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
             target: Target::RatioAndSpeedup(0.98, 100.0),
+            runtime: Flavour::CurrentThread,
+        },
+        Scenario {
+            name: "service-like round trip, one core",
+            tasks: 1000,
+            steps: k(10, 3),
+            latency: ms(20),
+            payload_bytes: SMALL_PAYLOAD.len(),
+            target: Target::Ratio(0.99),
             runtime: Flavour::CurrentThread,
         },
     ]
@@ -1098,21 +1121,25 @@ fn main() -> Result<(), Error> {
             naive,
         });
     }
-    let real_scenario = real_path::RealScenario::new(quick);
-    let mut real = None;
+    let mut real = Vec::new();
     if "real path".contains(only.as_str()) {
         if real_path::available() {
-            eprintln!("running the real path ×{runs}");
-            let mut measured = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                measured.push(on_worker(
-                    &multi_thread,
-                    real_path::run(real_scenario, config.clone()),
-                )?);
+            for scenario in real_path::RealScenario::all(quick) {
+                eprintln!(
+                    "running the real path (C={}, K={}) and its floor ×{runs}",
+                    scenario.tasks, scenario.steps
+                );
+                let mut measured = Vec::with_capacity(runs);
+                for _ in 0..runs {
+                    measured.push(on_worker(
+                        &multi_thread,
+                        real_path::run(scenario, config.clone()),
+                    )?);
+                }
+                // The target is the client's CPU over the floor's: report the median run.
+                measured.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+                real.push(measured.swap_remove(runs / 2));
             }
-            // The target is the client's CPU: report the run with its median.
-            measured.sort_by(|a, b| a.client_us().total_cmp(&b.client_us()));
-            real = Some(measured.swap_remove(runs / 2));
         } else {
             eprintln!("skipping the real path: it needs the `cli` feature (--all-features)");
         }
@@ -1125,11 +1152,11 @@ fn main() -> Result<(), Error> {
     } else {
         table(&rows)
     };
-    if let Some(real) = &real {
+    if !real.is_empty() {
         if !report.is_empty() {
             report.push('\n');
         }
-        report.push_str(&real_path::table(real_scenario, real));
+        report.push_str(&real_path::table(&real));
     }
     report.push_str(&format!(
         "\n* naive baseline (the same workload, one call per update under a mutex around the \
@@ -1147,7 +1174,7 @@ fn main() -> Result<(), Error> {
         if quick { "; BENCH_QUICK" } else { "" }
     ));
     let mut values: Vec<_> = rows.iter().map(Row::json).collect();
-    values.extend(real.iter().map(|r| r.json(real_scenario)));
+    values.extend(real.iter().map(real_path::RealPair::json));
     match json {
         None => print!("{report}"),
         Some(None) => {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use aws_sdk_lambda::types::Operation;
@@ -23,6 +23,27 @@ pub(crate) struct AckedBatch {
     pub(crate) operations: Vec<Operation>,
     /// The `NextMarker` of pages that could not be read (no token to read them with).
     pub(crate) unread_marker: Option<String>,
+    /// Indices of `operations` in the order of their Ids, built by the first
+    /// [`CheckpointAck::operation`] (most batches are never searched).
+    pub(crate) by_id: OnceLock<Vec<u32>>,
+}
+
+impl AckedBatch {
+    /// The index in `operations` of the operation named `id`, by binary search in the Id
+    /// index.
+    pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
+        let id_of = |i: u32| self.operations.get(i as usize).map(Operation::id);
+        let by_id = self.by_id.get_or_init(|| {
+            // A response carries at most a page of operations, far fewer than `u32::MAX`.
+            let mut order: Vec<u32> = (0..self.operations.len())
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect();
+            order.sort_unstable_by(|&a, &b| id_of(a).cmp(&id_of(b)));
+            order
+        });
+        let found = by_id.binary_search_by(|&i| id_of(i).cmp(&Some(id))).ok()?;
+        by_id.get(found).map(|&i| i as usize)
+    }
 }
 
 /// The acknowledgement of a durable update: the checkpoint that carried it succeeded.
@@ -98,6 +119,47 @@ impl CheckpointAck {
     #[must_use]
     pub fn operations(&self) -> &[Operation] {
         &self.batch.operations
+    }
+
+    /// The operation named `id` among [`operations`](Self::operations), if the batch changed
+    /// it: typically the state of this update's own operation after the checkpoint.
+    ///
+    /// The first search of a batch sorts an index of its operations by Id, which every
+    /// acknowledgement of the batch then shares; each search after that is a binary search.
+    ///
+    /// ```
+    /// use aws_sdk_lambda::types::OperationStatus;
+    /// use checkpoint_batcher::CheckpointAck;
+    ///
+    /// /// Whether the service holds step `id` as succeeded after the checkpoint `ack` answers.
+    /// fn succeeded(ack: &CheckpointAck, id: &str) -> bool {
+    ///     ack.operation(id)
+    ///         .is_some_and(|op| op.status() == &OperationStatus::Succeeded)
+    /// }
+    /// ```
+    #[must_use]
+    pub fn operation(&self, id: &str) -> Option<&Operation> {
+        self.batch
+            .index_of(id)
+            .and_then(|i| self.batch.operations.get(i))
+    }
+
+    /// The operations named by `ids`, each once, in the batch's order.
+    pub(crate) fn operations_named<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Operation> {
+        let mut found: Vec<usize> = ids
+            .into_iter()
+            .filter_map(|id| self.batch.index_of(id))
+            .collect();
+        // A START and its SUCCEED in one call name one operation: it is given once.
+        found.sort_unstable();
+        found.dedup();
+        found
+            .into_iter()
+            .filter_map(|i| self.batch.operations.get(i).cloned())
+            .collect()
     }
 
     /// Whether [`operations`](Self::operations) holds the whole new execution state. `false`

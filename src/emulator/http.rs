@@ -38,6 +38,7 @@ use percent_encoding::percent_decode_str;
 
 use super::checkpoint::Body as CheckpointBody;
 use super::error::ApiError;
+use super::execution::Completion;
 use super::faults::Roll;
 use super::paging::StateQuery;
 use super::store::Store;
@@ -45,6 +46,10 @@ use super::wire::ErrorBody;
 
 /// Path prefix of both calls (the API version).
 const PREFIX: &str = "/2025-12-01/durable-executions/";
+
+/// Path prefix of `SendDurableExecutionCallbackSuccess`, `...Failure` and `...Heartbeat`:
+/// `<prefix><CallbackId>/succeed`, `/fail`, `/heartbeat`.
+const CALLBACK_PREFIX: &str = "/2025-12-01/durable-execution-callbacks/";
 
 /// The two routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +65,9 @@ pub(crate) fn router(store: Arc<Store>) -> Router {
 
 async fn handle(State(store): State<Arc<Store>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if let Some(rest) = parts.uri.path().strip_prefix(CALLBACK_PREFIX) {
+        return callback(&store, rest, &parts.method, body).await;
+    }
     let (arn, endpoint) = match route(parts.uri.path()) {
         Ok(found) => found,
         Err(err) => return error_response(&store, &err),
@@ -79,6 +87,65 @@ async fn handle(State(store): State<Arc<Store>>, request: Request) -> Response {
         },
         (Endpoint::Checkpoint, _) => error_response(&store, &ApiError::MethodNotAllowed("POST")),
         (Endpoint::State, _) => error_response(&store, &ApiError::MethodNotAllowed("GET")),
+    }
+}
+
+/// `SendDurableExecutionCallbackSuccess` (the body is the result, as sent), `...Failure` (the
+/// body is an `ErrorObject`; its message is kept) and `...Heartbeat` (accepted while the callback
+/// waits): the callback is found by its `CallbackId` in every execution and completed as
+/// [`super::Emulator::complete_operation`] completes it. No faults are drawn for these calls, so
+/// they never shift the faults a seed gives the checkpoint calls.
+async fn callback(store: &Store, rest: &str, method: &Method, body: Body) -> Response {
+    let unknown = || ApiError::UnknownOperation(rest.chars().take(200).collect());
+    let Some((encoded_id, action)) = rest.rsplit_once('/') else {
+        return error_response(store, &unknown());
+    };
+    if !matches!(action, "succeed" | "fail" | "heartbeat") || encoded_id.is_empty() {
+        return error_response(store, &unknown());
+    }
+    if method != Method::POST {
+        return error_response(store, &ApiError::MethodNotAllowed("POST"));
+    }
+    let Ok(id) = percent_decode_str(encoded_id).decode_utf8() else {
+        return error_response(
+            store,
+            &ApiError::InvalidParameter("CallbackId does not percent-decode to UTF-8".to_owned()),
+        );
+    };
+    let bytes = match read_body(body, None, store.limits.max_request_bytes).await {
+        Ok(bytes) => bytes,
+        Err(seen) => return error_response(store, &ApiError::TooLarge(seen)),
+    };
+    let completion = match action {
+        "succeed" => Some(Completion::Succeed(
+            (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned()),
+        )),
+        "fail" => {
+            let error = if bytes.is_empty() {
+                None
+            } else {
+                match serde_json::from_slice::<super::wire::ErrorObject>(&bytes) {
+                    Ok(error) => error.error_message,
+                    Err(e) => {
+                        return error_response(
+                            store,
+                            &ApiError::InvalidParameter(format!(
+                                "Error: {}",
+                                crate::wire::json_fault(&e)
+                            )),
+                        );
+                    }
+                }
+            };
+            Some(Completion::Fail(error))
+        }
+        _ => None,
+    };
+    let result = store.executions().answer_callback(&id, completion);
+    store.checkpointed.notify_waiters();
+    match result {
+        Ok(()) => json_response(StatusCode::OK, "{}"),
+        Err(err) => error_response(store, &err),
     }
 }
 
@@ -179,6 +246,7 @@ async fn checkpoint(store: &Store, arn: &str, declared: Option<usize>, body: Bod
             Err(seen) => executions.checkpoint(arn, CheckpointBody::TooLarge(*seen), &roll),
         }
     };
+    store.checkpointed.notify_waiters();
     match reply.result {
         Ok(_) if reply.lose_answer && roll.drop_connection => dropped_connection(),
         Ok(_) if reply.lose_answer => error_response(

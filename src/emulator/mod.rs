@@ -65,6 +65,13 @@
 //!   members and query parameters are ignored.
 //! - **Faults.** Seeded latency, throttling, server errors and lost answers, see
 //!   [`Faults`]; changeable at run time with [`Emulator::set_faults`].
+//! - **Callbacks.** `SendDurableExecutionCallbackSuccess`, `...Failure` and `...Heartbeat`
+//!   (`POST /2025-12-01/durable-execution-callbacks/{CallbackId}/succeed`, `/fail`,
+//!   `/heartbeat`) answer a CALLBACK by the `CallbackId` its START was given, in any execution,
+//!   as [`Emulator::complete_operation`] does (a failure keeps the error's message); an unknown
+//!   or already completed callback is answered 400. These calls draw no faults.
+//! - **Local runs.** [`local::LocalRun`] plays the service's side of a whole execution for a
+//!   handler function: invocations, waits, callbacks, crashes, re-invocations, until it ends.
 //!
 //! # Rules
 //!
@@ -103,6 +110,7 @@ mod error;
 mod execution;
 mod faults;
 mod http;
+pub mod local;
 mod operation;
 mod paging;
 mod rules;
@@ -308,14 +316,19 @@ impl Emulator {
     /// Revokes the current token without completing the execution: every later call
     /// gets the invalid-token 400. Returns false for an unknown ARN.
     pub fn revoke_token(&self, arn: &str) -> bool {
-        self.store.executions().revoke_token(arn)
+        let revoked = self.store.executions().revoke_token(arn);
+        self.store.checkpointed.notify_waiters();
+        revoked
     }
 
     /// Stops the execution as `StopDurableExecution` would: the EXECUTION operation
     /// becomes STOPPED, the execution completes and its token is revoked. Returns false
     /// for an unknown ARN.
     pub fn stop_execution(&self, arn: &str) -> bool {
-        self.store.executions().stop_execution(arn)
+        let stopped = self.store.executions().stop_execution(arn);
+        // A local run waiting on a callback learns that nothing waits any more.
+        self.store.checkpointed.notify_waiters();
+        stopped
     }
 
     /// Plays the service's side of a handler's answer (`{"Status": "SUCCEEDED", "Result":
@@ -355,9 +368,12 @@ impl Emulator {
         id: &str,
         completion: Completion,
     ) -> Result<(), EmulatorError> {
-        self.store
+        let result = self
+            .store
             .executions()
-            .complete_operation(arn, id, completion)
+            .complete_operation(arn, id, completion);
+        self.store.checkpointed.notify_waiters();
+        result
     }
 
     /// Stops the server: no new connections (the listener is closed), in-flight

@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::error::EmulatorError;
+use super::error::{ApiError, EmulatorError};
 use super::execution::{Completion, Execution};
 use super::faults::FaultDice;
 use super::rules::EmulatorLimits;
+use super::rules::OpType;
 use super::snapshot::ExecutionSnapshot;
 
 /// What the server and the handle share: the executions and the fault dice, each behind
@@ -33,6 +34,10 @@ pub(crate) struct Store {
     fault_dice: Mutex<FaultDice>,
     pub(crate) omit_error_type_header: bool,
     pub(crate) limits: EmulatorLimits,
+    /// Woken after every checkpoint request is processed and every change the service makes
+    /// (a callback answered, an operation completed through the handle), for the local
+    /// driver's watchers ([`super::local`]): the crash after N updates, a callback awaited.
+    pub(crate) checkpointed: tokio::sync::Notify,
 }
 
 impl Store {
@@ -47,6 +52,7 @@ impl Store {
             fault_dice: Mutex::new(fault_dice),
             omit_error_type_header: omit_header,
             limits,
+            checkpointed: tokio::sync::Notify::new(),
         }
     }
 
@@ -180,6 +186,37 @@ impl Executions {
             .get_mut(arn)
             .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?
             .finish_invocation(output)
+    }
+
+    /// Completes the CALLBACK whose `CallbackId` is `callback_id`, in whichever execution holds
+    /// it; `None` (a heartbeat) only checks that it still waits.
+    pub(crate) fn answer_callback(
+        &mut self,
+        callback_id: &str,
+        completion: Option<Completion>,
+    ) -> Result<(), ApiError> {
+        let found = self.executions.values_mut().find_map(|execution| {
+            let op = execution.ops.iter().find(|op| {
+                op.op_type == OpType::Callback && op.callback_id.as_deref() == Some(callback_id)
+            })?;
+            Some((op.id.clone(), op.status.is_finished(), execution))
+        });
+        let Some((op_id, finished, execution)) = found else {
+            return Err(ApiError::InvalidParameter(format!(
+                "no callback has the CallbackId {callback_id}"
+            )));
+        };
+        if finished {
+            return Err(ApiError::InvalidParameter(format!(
+                "the callback {callback_id} is already completed"
+            )));
+        }
+        match completion {
+            Some(completion) => execution
+                .complete(&op_id, completion)
+                .map_err(|e| ApiError::InvalidParameter(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn complete_operation(

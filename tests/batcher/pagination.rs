@@ -128,6 +128,32 @@ async fn every_page_is_fetched_with_the_new_token_before_the_batch_is_acknowledg
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_acknowledgement_finds_any_operation_of_its_batch_by_id_on_every_page() {
+    let backend = std::sync::Arc::new(Paged::default());
+    let batcher = CheckpointBatcher::spawn(backend, ARN, "t0", config()).unwrap();
+    let a = batcher.submit(start("a")).await.unwrap();
+    let b = batcher.submit(start("b")).await.unwrap();
+    let (a, b) = (
+        within(Duration::from_secs(5), a).await.unwrap(),
+        within(Duration::from_secs(5), b).await.unwrap(),
+    );
+    for id in ["op4", "op1", "op3", "op2"] {
+        let found = a.operation(id).map(|op| op.id.as_str());
+        assert_eq!(found, Some(id), "{id} is on a page of the batch");
+        assert!(
+            std::ptr::eq(a.operation(id).unwrap(), b.operation(id).unwrap()),
+            "the batch's acknowledgements search the same operations"
+        );
+    }
+    for missing in ["", "op", "op0", "op5", "op10", "a"] {
+        assert!(
+            a.operation(missing).is_none(),
+            "{missing:?} is not in the batch"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_page_that_cannot_be_fetched_fails_the_batch_and_latches() {
     let backend = std::sync::Arc::new(Paged {
         broken: true,

@@ -14,7 +14,7 @@
 use std::future::Future as _;
 use std::mem;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Wake, Waker};
 
 use super::{Actor, Phase};
@@ -140,6 +140,7 @@ impl Actor {
                 bytes: flight.bytes,
                 operations: sent.operations,
                 unread_marker: sent.unread_marker,
+                by_id: OnceLock::new(),
             }),
             replies: flight.replies,
             refreshes: flight.refreshes,

@@ -6,6 +6,7 @@
 //! parse time; the batcher's fields are checked by [`BatcherConfig::validate`] and its error is
 //! turned back into the flag's name (see [`crate::error::config_usage`]).
 
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub(crate) enum Command {
     Tune(TuneArgs),
     /// Serve the checkpoint API emulator until interrupted.
     Emulator(ServeArgs),
+    /// Run a durable function binary (any lambda_runtime binary) as Lambda and the durable
+    /// execution service would, against the embedded emulator, until its execution ends.
+    Local(LocalArgs),
 }
 
 /// `run`: the step workload, the batcher's configuration, and the target.
@@ -159,6 +163,73 @@ pub(crate) struct ServeArgs {
     pub(crate) faults: FaultArgs,
 }
 
+/// `local`: the execution's input, how the service's side is played, and the command.
+///
+/// The command gets a Lambda Runtime API on 127.0.0.1 (`AWS_LAMBDA_RUNTIME_API`), the
+/// environment a Lambda sandbox gives a function, dummy credentials and
+/// `AWS_ENDPOINT_URL_LAMBDA` aimed at the embedded emulator, so nothing it sends through the
+/// AWS SDK leaves the machine. Its stdout and stderr go to this command's stderr, unprefixed;
+/// this command's stdout carries only the report (or, with --json, the JSON).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The command runs with a Lambda sandbox's environment, AWS_LAMBDA_RUNTIME_API \
+                  on 127.0.0.1, dummy credentials and AWS_ENDPOINT_URL_LAMBDA aimed at the \
+                  embedded emulator. Its stdout and stderr go to this command's stderr, \
+                  unprefixed; stdout carries only the report (or the --json object).\n\n\
+                  Exit status: 0 only when the emulator holds the execution SUCCEEDED; 1 when it \
+                  ended otherwise or the run stopped (invocations used up, an operation \
+                  nothing here completes, Ctrl-C); 2 for a usage error (bad flag, --input not JSON, a command \
+                  that cannot start)."
+)]
+pub(crate) struct LocalArgs {
+    /// The execution's input, as JSON.
+    #[arg(long, default_value = "{}", value_name = "JSON", value_parser = parse_json)]
+    pub(crate) input: serde_json::Value,
+    /// Fire waits (and retries of steps) as soon as the function answers PENDING instead of
+    /// when they are due.
+    #[arg(long)]
+    pub(crate) skip_waits: bool,
+    /// Answer every callback the function waits on with this result (JSON). Without it, the
+    /// run waits for someone to answer the callback through the emulator (it prints the AWS
+    /// CLI command that does).
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub(crate) callback_result: Option<serde_json::Value>,
+    /// The most invocations before giving up.
+    #[arg(long, default_value_t = checkpoint_batcher::emulator::local::DEFAULT_MAX_INVOCATIONS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) max_invocations: u32,
+    /// How long one invocation may run, in seconds; past it the process is killed and the
+    /// function invoked again, as Lambda does at a function's timeout.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=900))]
+    pub(crate) timeout: u64,
+    /// Kill the process (SIGKILL) once the execution has N updates applied, once, to show a
+    /// replay: the next invocation starts a new process.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) kill_after_updates: Option<u64>,
+    /// The function's name (AWS_LAMBDA_FUNCTION_NAME, and the execution's ARN); default: the
+    /// command's file name.
+    #[arg(long, value_name = "NAME", value_parser = parse_function_name)]
+    pub(crate) function_name: Option<String>,
+    /// The function's memory, in MB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+    #[arg(long, default_value_t = 128, value_name = "MB", value_parser = clap::value_parser!(u32).range(128..=10_240))]
+    pub(crate) memory_size: u32,
+    /// Print the outcome, every invocation and the whole history (the operations and the
+    /// updates applied, as the emulator holds them; no tokens) as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Fixed latency the embedded emulator adds to every call, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS", help_heading = EMULATOR_HEADING)]
+    pub(crate) latency_ms: u64,
+    /// Extra latency drawn uniformly from 0 to this, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS", help_heading = EMULATOR_HEADING)]
+    pub(crate) jitter_ms: u64,
+    /// Faults the embedded emulator injects.
+    #[command(flatten)]
+    pub(crate) faults: FaultArgs,
+    /// The function: a program and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
+
 /// Help heading of the emulator's latency and fault flags.
 const EMULATOR_HEADING: &str = "Embedded emulator";
 /// Help heading of the external-endpoint flags.
@@ -273,6 +344,24 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         Ok(rate)
     } else {
         Err(format!("must be between 0 and 1, got {text}"))
+    }
+}
+
+/// A JSON document.
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// A function name as Lambda takes one: 1 to 64 letters, digits, `-` or `_`.
+fn parse_function_name(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1 to 64 letters, digits, '-' or '_'".to_owned())
     }
 }
 

@@ -1,7 +1,8 @@
 //! `checkpoint-batcher`: answers the two questions people embedding the batcher ask first, on
 //! their own machine. Does it keep up with my handler's concurrency (`run`)? Which batch size
 //! and flush interval should I use (`tune`)? And it serves the checkpoint API emulator for
-//! other SDKs and tools (`emulator`).
+//! other SDKs and tools (`emulator`). And it runs a durable function's binary locally, playing
+//! Lambda and the durable execution service against the emulator (`local`).
 //!
 //! The command sees only the crate's public API, as a user's program would.
 //!
@@ -21,6 +22,7 @@
 
 mod args;
 mod error;
+mod local;
 mod plot;
 mod recorded;
 mod report;
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Tune(args) => tune::tune(args).await,
             Command::Emulator(args) => serve::serve(args).await,
+            Command::Local(args) => local::local(args).await,
         }
     });
     match result {

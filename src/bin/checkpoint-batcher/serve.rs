@@ -78,7 +78,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// Waits for Ctrl-C, or SIGTERM on Unix.
-async fn interrupted() -> Result<(), CliError> {
+pub(crate) async fn interrupted() -> Result<(), CliError> {
     let failed = |e: std::io::Error| CliError::failed(format!("could not watch for Ctrl-C: {e}"));
     #[cfg(unix)]
     {
