@@ -318,7 +318,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             steps: k(20, 5),
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
-            target: Target::Ratio(0.97),
+            target: Target::Ratio(0.96),
             runtime: Flavour::MultiThread,
         },
         Scenario {
@@ -363,7 +363,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             steps: k(20, 5),
             latency: ms(5),
             payload_bytes: SMALL_PAYLOAD.len(),
-            target: Target::Ratio(0.97),
+            target: Target::Ratio(0.96),
             runtime: Flavour::CurrentThread,
         },
         Scenario {
