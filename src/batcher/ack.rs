@@ -23,8 +23,9 @@ pub(crate) struct AckedBatch {
     pub(crate) operations: Vec<Operation>,
     /// The `NextMarker` of pages that could not be read (no token to read them with).
     pub(crate) unread_marker: Option<String>,
-    /// Indices of `operations` in the order of their Ids, built by the first
-    /// [`CheckpointAck::operation`] (most batches are never searched).
+    /// Indices of `operations` in the order of their Ids, one per Id (the latest copy of an
+    /// Id the state repeats), built by the first [`CheckpointAck::operation`] (most batches
+    /// are never searched).
     pub(crate) by_id: OnceLock<Vec<u32>>,
 }
 
@@ -38,7 +39,16 @@ impl AckedBatch {
             let mut order: Vec<u32> = (0..self.operations.len())
                 .filter_map(|i| u32::try_from(i).ok())
                 .collect();
-            order.sort_unstable_by(|&a, &b| id_of(a).cmp(&id_of(b)));
+            order.sort_unstable_by(|&a, &b| id_of(a).cmp(&id_of(b)).then(a.cmp(&b)));
+            // An Id on the checkpoint's answer and again on a later page of the state is the
+            // later copy, as in the invocation's history: keep only the last index of each Id.
+            order.dedup_by(|later, kept| {
+                let same = id_of(*later) == id_of(*kept);
+                if same {
+                    *kept = *later;
+                }
+                same
+            });
             order
         });
         let found = by_id.binary_search_by(|&i| id_of(i).cmp(&Some(id))).ok()?;
@@ -126,6 +136,8 @@ impl CheckpointAck {
     ///
     /// The first search of a batch sorts an index of its operations by Id, which every
     /// acknowledgement of the batch then shares; each search after that is a binary search.
+    /// An Id the state names twice (on the checkpoint's answer and again on a later page) gives
+    /// its later copy.
     ///
     /// ```
     /// use aws_sdk_lambda::types::OperationStatus;
@@ -232,6 +244,112 @@ impl Future for AckFuture {
             // shut down), whatever the batcher was doing then.
             Poll::Ready(Err(_)) => Poll::Ready(Err(self.shared.gone())),
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_lambda::primitives::DateTime;
+    use aws_sdk_lambda::types::{OperationStatus, OperationType};
+
+    use super::*;
+
+    fn op(id: &str, status: OperationStatus) -> Operation {
+        Operation::builder()
+            .id(id)
+            .r#type(OperationType::Step)
+            .status(status)
+            .start_timestamp(DateTime::from_secs(0))
+            .build()
+            .expect("id, type, status and start are set")
+    }
+
+    #[test]
+    fn an_id_the_state_repeats_is_found_as_its_later_copy() {
+        let batch = Arc::new(AckedBatch {
+            token: Some("t1".to_owned()),
+            sequence: 1,
+            updates: 2,
+            bytes: 0,
+            operations: vec![
+                op("b", OperationStatus::Started),
+                op("a", OperationStatus::Started),
+                op("c", OperationStatus::Succeeded),
+                // A later page names `a` and `b` again, as they stand now.
+                op("a", OperationStatus::Succeeded),
+                op("b", OperationStatus::Failed),
+            ],
+            unread_marker: None,
+            by_id: OnceLock::new(),
+        });
+        let ack = CheckpointAck::new(Arc::clone(&batch), Some(0));
+        let status = |id| ack.operation(id).map(|op| op.status().clone());
+        assert_eq!(status("a"), Some(OperationStatus::Succeeded));
+        assert_eq!(status("b"), Some(OperationStatus::Failed));
+        assert_eq!(status("c"), Some(OperationStatus::Succeeded));
+        assert_eq!(status("d"), None);
+        let named: Vec<_> = ack
+            .operations_named(["a", "b", "a"])
+            .iter()
+            .map(|op| (op.id().to_owned(), op.status().clone()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("a".to_owned(), OperationStatus::Succeeded),
+                ("b".to_owned(), OperationStatus::Failed),
+            ],
+            "each once, the later copy, in the batch's order"
+        );
+    }
+
+    #[test]
+    fn the_latest_copy_wins_whatever_the_layout() {
+        // `copies` of Id `x`, the last one the latest, spread among `others` operations named
+        // either side of it: small batches and ones past the sizes sorted by insertion.
+        for copies in [2, 3, 5, 40] {
+            for others in [0, 1, 2, 7, 8, 33, 100, 249] {
+                let mut operations: Vec<Operation> = (0..others)
+                    .map(|j| {
+                        let id = if j % 2 == 0 {
+                            format!("a{j}")
+                        } else {
+                            format!("z{j}")
+                        };
+                        op(&id, OperationStatus::Succeeded)
+                    })
+                    .collect();
+                for c in 0..copies {
+                    let status = if c + 1 == copies {
+                        OperationStatus::Succeeded
+                    } else {
+                        OperationStatus::Started
+                    };
+                    let at = (c * (others + 1) / copies).min(operations.len());
+                    // Later copies always come after earlier ones.
+                    let at = operations
+                        .iter()
+                        .rposition(|o| o.id() == "x")
+                        .map_or(at, |last| at.max(last + 1));
+                    operations.insert(at, op("x", status));
+                }
+                let batch = Arc::new(AckedBatch {
+                    token: None,
+                    sequence: 1,
+                    updates: 1,
+                    bytes: 0,
+                    operations,
+                    unread_marker: None,
+                    by_id: OnceLock::new(),
+                });
+                let ack = CheckpointAck::new(batch, Some(0));
+                assert_eq!(
+                    ack.operation("x").map(|o| o.status().clone()),
+                    Some(OperationStatus::Succeeded),
+                    "{copies} copies among {others} others"
+                );
+            }
         }
     }
 }
