@@ -208,6 +208,12 @@ impl Actor {
     /// [`Courier`] is the waker so deferred: it sends the answers there. Outside a tokio worker
     /// (or inside `block_in_place`) `yield_now` wakes it at once, which sends them here.
     ///
+    /// What it costs: the answers wait until this worker thread returns to the scheduler. A
+    /// task that holds the thread in a long poll delays them by that poll (callers woken at
+    /// once could have been stolen by an idle worker meanwhile); a thread that never returns,
+    /// such as a blocking executor driving the worker on a runtime's thread, never sends them,
+    /// as it never ends [`gather`](Self::gather)'s yields either.
+    ///
     /// That timing is tokio's (1.54: `runtime::scheduler::{defer, multi_thread::worker}`), not
     /// its promise; only the saving depends on it. Correctness does not: the answers are sent
     /// when the courier is woken or dropped, whenever that is, and nothing else is answered
