@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::OptionFuture;
@@ -47,6 +48,12 @@ mod answers;
 /// pause fill the batch in far fewer; this only ends a gathering that a task making commands in
 /// a tight loop would otherwise keep alive.
 const MAX_GATHER_ROUNDS: u32 = 32;
+
+/// How long answers handed to a courier (see `Actor::dispatch`) may wait for their worker
+/// thread to return to the scheduler before the actor sends them itself. A task that holds
+/// that thread in a long poll would otherwise hold them as long, while another worker sits
+/// idle; the actor's timer fires on whichever worker is free.
+const COURIER_PATIENCE: Duration = Duration::from_millis(1);
 
 /// Where the batcher is in its life.
 enum Phase {
@@ -98,8 +105,10 @@ pub(crate) struct Actor {
     /// The answers to the last batch that succeeded, not yet sent.
     answers: Option<Answers>,
     /// The answers handed to the scheduler to send (`Actor::dispatch`), which
-    /// `Actor::deliver` takes back if it must answer anything before the courier ran.
-    handover: Option<Arc<Handover>>,
+    /// `Actor::deliver` takes back if it must answer anything before the courier ran, and
+    /// when the actor sends them itself if the courier has not by then ([`COURIER_PATIENCE`]).
+    /// (On a runtime with one thread there is no other thread to send them from: no bound.)
+    handover: Option<(Arc<Handover>, Option<Instant>)>,
     /// The batch whose failure stopped the batcher, if one did.
     failed_batch: Option<FailedBatch>,
     batches_sent: u64,
@@ -206,7 +215,10 @@ impl Actor {
                         self.take_inbox();
                     }
                 }
-                () = &mut self.timer, if wake_at.is_some() => self.timer_armed = None,
+                () = &mut self.timer, if wake_at.is_some() => {
+                    self.timer_armed = None;
+                    self.deliver_overdue();
+                }
             }
         }
         self.exit();
@@ -280,10 +292,20 @@ impl Actor {
 
     /// When the linger timer should fire, if the actor is waiting for one.
     fn wake_at(&self) -> Option<Instant> {
-        if self.in_flight.is_some() || matches!(self.phase, Phase::Stopped(_)) {
-            return None;
+        let courier = self
+            .handover
+            .as_ref()
+            .filter(|(handover, _)| handover.is_pending())
+            .and_then(|&(_, due)| due);
+        let queue = if self.in_flight.is_some() || matches!(self.phase, Phase::Stopped(_)) {
+            None
+        } else {
+            self.queue.earliest()
+        };
+        match (courier, queue) {
+            (Some(courier), Some(queue)) => Some(courier.min(queue)),
+            (courier, queue) => courier.or(queue),
         }
-        self.queue.earliest()
     }
 
     fn take_inbox(&mut self) {

@@ -479,3 +479,94 @@ async fn answers_keep_batch_order_on_a_multi_threaded_runtime() {
     );
     assert!(calls.len() < CALLERS * STEPS, "callers share batches");
 }
+
+/// An in-memory backend that, when its first checkpoint completes, wakes a task which then
+/// holds its worker thread in one long poll.
+#[derive(Debug)]
+struct WakesAHog {
+    memory: Arc<checkpoint_batcher::InMemoryBackend>,
+    hog: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl checkpoint_batcher::DurableBackend for WakesAHog {
+    async fn checkpoint(
+        &self,
+        arn: &str,
+        token: &str,
+        updates: Vec<aws_sdk_lambda::types::OperationUpdate>,
+        client_token: Option<&str>,
+    ) -> Result<
+        aws_sdk_lambda::operation::checkpoint_durable_execution::CheckpointDurableExecutionOutput,
+        checkpoint_batcher::BackendError,
+    > {
+        let answer = self
+            .memory
+            .checkpoint(arn, token, updates, client_token)
+            .await;
+        // Woken from the actor's poll, the hog runs next on the actor's worker thread.
+        self.hog.notify_one();
+        answer
+    }
+
+    async fn get_execution_state(
+        &self,
+        arn: &str,
+        token: &str,
+        marker: Option<&str>,
+        max_items: Option<i32>,
+    ) -> Result<
+        aws_sdk_lambda::operation::get_durable_execution_state::GetDurableExecutionStateOutput,
+        checkpoint_batcher::BackendError,
+    > {
+        self.memory
+            .get_execution_state(arn, token, marker, max_items)
+            .await
+    }
+}
+
+/// A batch's answers do not wait for a task that holds the actor's worker thread in a long
+/// poll: the other worker is idle, and the actor sends them from there soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_the_actors_thread_does_not_hold_the_answers() {
+    const HOG: Duration = Duration::from_millis(800);
+    let memory = Arc::new(checkpoint_batcher::InMemoryBackend::new());
+    let token = memory
+        .current_token()
+        .expect("a fresh execution has a token");
+    let hog = Arc::new(tokio::sync::Notify::new());
+    let backend = Arc::new(WakesAHog {
+        memory: memory.clone(),
+        hog: Arc::clone(&hog),
+    });
+    let batcher = checkpoint_batcher::CheckpointBatcher::spawn(backend, ARN, token, config())
+        .expect("valid config");
+    let (waiting, hog_waits) = tokio::sync::oneshot::channel();
+    let hogging = tokio::spawn(async move {
+        let woken = hog.notified();
+        tokio::pin!(woken);
+        // Waiting before the checkpoint completes, so that the actor's poll is what wakes it.
+        woken.as_mut().enable();
+        let _ = waiting.send(());
+        woken.await;
+        std::thread::sleep(HOG);
+    });
+    hog_waits.await.expect("the hog waits");
+    let caller = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let ack = batcher.checkpoint(start("a")).await;
+        (ack, started.elapsed())
+    });
+    let (ack, waited) = within(Duration::from_secs(20), caller)
+        .await
+        .expect("the caller ran");
+    assert!(ack.is_ok(), "{ack:?}");
+    // Generous for a loaded machine, and still well short of the hog's poll.
+    assert!(
+        waited < HOG / 2,
+        "the acknowledgement waited {waited:?} for another task's {HOG:?} poll"
+    );
+    within(Duration::from_secs(20), hogging)
+        .await
+        .expect("the hog ran");
+}

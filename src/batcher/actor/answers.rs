@@ -17,7 +17,10 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Wake, Waker};
 
-use super::{Actor, Phase};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
+
+use super::{Actor, COURIER_PATIENCE, Phase};
 use crate::batcher::ack::{AckedBatch, CheckpointAck};
 use crate::batcher::message::{AckSender, Command, FlushSender};
 use crate::batcher::send::{InFlight, Sent};
@@ -84,6 +87,14 @@ impl Handover {
         if let Some(answers) = answers.take() {
             answers.send();
         }
+    }
+
+    /// Whether nobody has sent the answers yet.
+    pub(super) fn is_pending(&self) -> bool {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }
 
@@ -186,7 +197,7 @@ impl Actor {
     /// answered, so answers keep batch order.
     pub(super) fn deliver(&mut self) {
         // First: they are older than any in `answers`. Waits if the courier is sending them.
-        if let Some(handover) = self.handover.take() {
+        if let Some((handover, _)) = self.handover.take() {
             handover.send();
         }
         if let Some(answers) = self.answers.take() {
@@ -208,11 +219,13 @@ impl Actor {
     /// [`Courier`] is the waker so deferred: it sends the answers there. Outside a tokio worker
     /// (or inside `block_in_place`) `yield_now` wakes it at once, which sends them here.
     ///
-    /// What it costs: the answers wait until this worker thread returns to the scheduler. A
-    /// task that holds the thread in a long poll delays them by that poll (callers woken at
-    /// once could have been stolen by an idle worker meanwhile); a thread that never returns,
-    /// such as a blocking executor driving the worker on a runtime's thread, never sends them,
-    /// as it never ends [`gather`](Self::gather)'s yields either.
+    /// What it could cost: the answers wait until this worker thread returns to the scheduler,
+    /// and a task that holds the thread in a long poll would hold them as long, where callers
+    /// woken at once could have been stolen by an idle worker meanwhile. So the actor's timer
+    /// is armed for [`COURIER_PATIENCE`]: if the courier has not sent them by then, the actor,
+    /// woken on whichever worker is free, sends them itself (`deliver_overdue`). (A thread
+    /// that never returns, such as a blocking executor driving the worker on a runtime's
+    /// thread, is beyond this: it never ends [`gather`](Self::gather)'s yields either.)
     ///
     /// That timing is tokio's (1.54: `runtime::scheduler::{defer, multi_thread::worker}`), not
     /// its promise; only the saving depends on it. Correctness does not: the answers are sent
@@ -236,7 +249,26 @@ impl Actor {
         // Dropping ours sends the answers now if tokio kept no clone.
         drop(courier);
         if Arc::strong_count(&handover) > 1 {
-            self.handover = Some(handover);
+            // Only another worker can send them sooner than this thread: with none, a timer
+            // would only wake the actor for nothing.
+            let other_workers = matches!(
+                Handle::try_current().map(|runtime| runtime.runtime_flavor()),
+                Ok(RuntimeFlavor::MultiThread)
+            );
+            let due = other_workers.then(|| Instant::now() + COURIER_PATIENCE);
+            self.handover = Some((handover, due));
+        }
+    }
+
+    /// Sends the answers a courier has held past [`COURIER_PATIENCE`].
+    pub(super) fn deliver_overdue(&mut self) {
+        if self
+            .handover
+            .as_ref()
+            .and_then(|&(_, due)| due)
+            .is_some_and(|due| due <= Instant::now())
+        {
+            self.deliver();
         }
     }
 
