@@ -290,7 +290,8 @@ impl Actor {
             || self.queue.is_due(Instant::now())
     }
 
-    /// When the linger timer should fire, if the actor is waiting for one.
+    /// When the actor's timer should fire, if it waits for one: the linger of the batch being
+    /// gathered, or the bound on answers a courier still holds ([`COURIER_PATIENCE`]).
     fn wake_at(&self) -> Option<Instant> {
         let courier = self
             .handover
