@@ -125,8 +125,10 @@ fn assert_no_token(report: &Value) {
     assert!(!text.contains("token"), "no token in the report");
 }
 
-#[test]
-fn durable_map_killed_after_forty_updates_under_throttling_succeeds_with_every_step_once() {
+/// Runs `example` with 50 items under 20 % throttling, killed once `kill_after` updates are
+/// applied; checks it ended SUCCEEDED (exit 0) with the sum of i*i below 50, and returns the
+/// `--json` report.
+fn killed_under_throttling_succeeds(example: &str, kill_after: &str) -> Value {
     let output = local(
         &[
             "--json",
@@ -135,11 +137,11 @@ fn durable_map_killed_after_forty_updates_under_throttling_succeeds_with_every_s
             "--throttle-rate",
             "0.2",
             "--kill-after-updates",
-            "40",
+            kill_after,
             "--input",
             r#"{"items":50,"concurrency":10}"#,
         ],
-        "durable_map",
+        example,
     );
     let report = json_of(&output);
     assert!(
@@ -152,6 +154,12 @@ fn durable_map_killed_after_forty_updates_under_throttling_succeeds_with_every_s
         result_of(&report),
         serde_json::json!({"items": 50, "sum": 40425})
     );
+    report
+}
+
+#[test]
+fn durable_map_killed_after_forty_updates_under_throttling_succeeds_with_every_step_once() {
+    let report = killed_under_throttling_succeeds("durable_map", "40");
     let outcomes = outcomes(&report);
     assert_eq!(outcomes.first().map(String::as_str), Some("crashed"));
     assert_eq!(outcomes.last().map(String::as_str), Some("SUCCEEDED"));
@@ -182,31 +190,7 @@ fn durable_lambda_map_killed_after_its_map_is_durable_under_throttling_replays_t
     // 50 items: the map's START, each item's context START and SUCCEED and step START and
     // SUCCEED, the map's SUCCEED: 202 updates. Killed after the last of them and before the
     // answer, the next process replays the whole map from the history.
-    let output = local(
-        &[
-            "--json",
-            "--seed",
-            "7",
-            "--throttle-rate",
-            "0.2",
-            "--kill-after-updates",
-            "202",
-            "--input",
-            r#"{"items":50,"concurrency":10}"#,
-        ],
-        "durable_lambda_map",
-    );
-    let report = json_of(&output);
-    assert!(
-        output.status.success(),
-        "exit 0 for SUCCEEDED; stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(report["status"], "SUCCEEDED");
-    assert_eq!(
-        result_of(&report),
-        serde_json::json!({"items": 50, "sum": 40425})
-    );
+    let report = killed_under_throttling_succeeds("durable_lambda_map", "202");
     assert_eq!(outcomes(&report), ["crashed", "SUCCEEDED"]);
     assert_eq!(
         report["invocations"][1]["updates_applied"], 0,

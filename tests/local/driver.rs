@@ -7,54 +7,57 @@
 #[path = "../../examples/durable_map.rs"]
 mod example;
 
-use std::collections::HashMap;
+#[allow(
+    dead_code,
+    reason = "the tests here use one of durable-lambda's handlers"
+)]
+#[path = "../durable_lambda/handlers.rs"]
+mod handlers;
+
+#[allow(
+    dead_code,
+    reason = "the tests here use its checks, not its invocations"
+)]
+#[path = "../durable_lambda/rig.rs"]
+mod rig;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use checkpoint_batcher::DurableBackend;
 use checkpoint_batcher::durable_lambda::Runner;
-use checkpoint_batcher::durable_lambda::prelude::*;
 use checkpoint_batcher::emulator::local::{
-    EndReason, InvocationOutcome, LocalRun, Progress, Waiting,
+    EndReason, InvocationOutcome, LocalOutcome, LocalRun, Progress, Waiting,
 };
-use checkpoint_batcher::emulator::{Emulator, ExecutionSnapshot, Faults};
+use checkpoint_batcher::emulator::{Emulator, Faults};
 use serde_json::{Value, json};
 
 use crate::support::{emulator, patient_config, real, within_named};
+use handlers::wait_then_callback;
+use rig::assert_each_operation_applied_once;
 
 /// Generous for a loaded two-core machine; a hang fails instead of blocking.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A step, a wait of a minute, a callback, a step: three invocations at least.
-async fn wait_then_callback(_event: Value, mut ctx: DurableContext) -> Result<Value, DurableError> {
-    let before: Result<u64, String> = ctx.step("before", || async { Ok(1) }).await?;
-    ctx.wait("pause", 60).await?;
-    let callback = ctx
-        .create_callback("approval", CallbackOptions::new().timeout_seconds(3600))
-        .await?;
-    let answer: String = ctx.callback_result(&callback)?;
-    let after: Result<u64, String> = ctx.step("after", || async { Ok(2) }).await?;
-    let sum = before.unwrap_or_default() + after.unwrap_or_default();
-    Ok(json!({"answer": answer, "sum": sum}))
+/// The handler's answer once the run succeeded: the execution's result, as JSON.
+fn succeeded_result(outcome: &LocalOutcome) -> Value {
+    assert!(
+        outcome.succeeded(),
+        "{:?} {:?}",
+        outcome.status,
+        outcome.invocations
+    );
+    serde_json::from_str(outcome.result.as_deref().expect("a result")).expect("a JSON result")
 }
 
-/// Every (Id, action) was applied once, and every operation but the execution ended
-/// SUCCEEDED.
-fn assert_applied_once(held: &ExecutionSnapshot) {
-    let mut seen = HashMap::new();
-    for update in &held.applied {
-        *seen
-            .entry((update.id.clone(), update.action.clone()))
-            .or_insert(0) += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "updates applied twice: {twice:?}");
-    for op in &held.operations {
-        if op.id != held.execution_operation_id {
-            assert_eq!(op.status, "SUCCEEDED", "{} {:?}", op.op_type, op.name);
-        }
-    }
+/// How each invocation ended, in order.
+fn outcomes(outcome: &LocalOutcome) -> Vec<InvocationOutcome> {
+    outcome
+        .invocations
+        .iter()
+        .map(|i| i.outcome.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -72,21 +75,10 @@ async fn a_wait_and_a_callback_are_played_by_the_run_until_the_execution_succeed
     .await
     .expect("the run ends");
 
-    assert!(
-        outcome.succeeded(),
-        "{:?} {:?}",
-        outcome.status,
-        outcome.invocations
-    );
-    let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
+    let result = succeeded_result(&outcome);
     assert_eq!(result, json!({"answer": "approved", "sum": 3}));
-    let outcomes: Vec<_> = outcome
-        .invocations
-        .iter()
-        .map(|i| i.outcome.clone())
-        .collect();
     assert_eq!(
-        outcomes,
+        outcomes(&outcome),
         [
             InvocationOutcome::Pending,
             InvocationOutcome::Pending,
@@ -95,7 +87,7 @@ async fn a_wait_and_a_callback_are_played_by_the_run_until_the_execution_succeed
         "the wait suspends the first invocation, the callback the second"
     );
     assert_eq!(outcome.end, EndReason::Completed);
-    assert_applied_once(&outcome.execution);
+    assert_each_operation_applied_once(&outcome.execution);
 }
 
 #[tokio::test]
@@ -183,11 +175,10 @@ async fn a_callback_answered_through_the_sdk_while_the_run_waits_ends_the_wait()
     )
     .await
     .expect("the run ends");
-    assert!(outcome.succeeded(), "{:?}", outcome.invocations);
+    let result = succeeded_result(&outcome);
     assert_eq!(answered.len(), 1, "awaited once");
-    let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
     assert_eq!(result, json!({"answer": "approved", "sum": 3}));
-    assert_applied_once(&outcome.execution);
+    assert_each_operation_applied_once(&outcome.execution);
 
     // The same Id again: the callback is completed, and the emulator says so.
     let again = client
@@ -227,15 +218,8 @@ async fn a_map_crashed_after_forty_updates_under_throttling_replays_to_success()
     .await
     .expect("the run ends");
 
-    assert!(
-        outcome.succeeded(),
-        "{:?} {:?}",
-        outcome.status,
-        outcome.invocations
-    );
-    let result: Value = serde_json::from_str(outcome.result.as_deref().unwrap()).unwrap();
     assert_eq!(
-        result,
+        succeeded_result(&outcome),
         json!({"items": 50, "sum": 40425}),
         "the sum of i*i below 50"
     );
@@ -252,7 +236,7 @@ async fn a_map_crashed_after_forty_updates_under_throttling_replays_to_success()
         Some(&InvocationOutcome::Succeeded)
     );
     let held = &outcome.execution;
-    assert_applied_once(held);
+    assert_each_operation_applied_once(held);
     let steps = held
         .operations
         .iter()
@@ -316,13 +300,8 @@ async fn errors_and_timeouts_are_invoked_again_up_to_the_limit() {
     )
     .await
     .expect("the run ends");
-    let outcomes: Vec<_> = outcome
-        .invocations
-        .iter()
-        .map(|i| i.outcome.clone())
-        .collect();
     assert_eq!(
-        outcomes,
+        outcomes(&outcome),
         [
             InvocationOutcome::Error("boom".to_owned()),
             InvocationOutcome::TimedOut,
