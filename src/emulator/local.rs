@@ -465,10 +465,7 @@ struct Counters {
 
 fn counters(emulator: &Emulator, arn: &str) -> Result<Counters, EmulatorError> {
     let executions = emulator.store.executions();
-    let execution = executions
-        .executions
-        .get(arn)
-        .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?;
+    let execution = executions.get(arn)?;
     Ok(Counters {
         applied: execution.applied.len(),
         requests: execution
@@ -481,10 +478,7 @@ fn counters(emulator: &Emulator, arn: &str) -> Result<Counters, EmulatorError> {
 /// The operations the execution waits on, in creation order.
 fn waiting_on(emulator: &Emulator, arn: &str) -> Result<Vec<PendingOperation>, EmulatorError> {
     let executions = emulator.store.executions();
-    let execution = executions
-        .executions
-        .get(arn)
-        .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?;
+    let execution = executions.get(arn)?;
     Ok(execution
         .ops
         .iter()

@@ -177,15 +177,26 @@ impl Executions {
         true
     }
 
+    /// The execution `arn`, or [`EmulatorError::UnknownExecution`].
+    pub(super) fn get(&self, arn: &str) -> Result<&Execution, EmulatorError> {
+        self.executions
+            .get(arn)
+            .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))
+    }
+
+    /// As [`get`](Self::get), to change it.
+    fn get_mut(&mut self, arn: &str) -> Result<&mut Execution, EmulatorError> {
+        self.executions
+            .get_mut(arn)
+            .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))
+    }
+
     pub(crate) fn finish_invocation(
         &mut self,
         arn: &str,
         output: &serde_json::Value,
     ) -> Result<(), EmulatorError> {
-        self.executions
-            .get_mut(arn)
-            .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?
-            .finish_invocation(output)
+        self.get_mut(arn)?.finish_invocation(output)
     }
 
     /// Completes the CALLBACK whose `CallbackId` is `callback_id`, in whichever execution holds
@@ -225,10 +236,7 @@ impl Executions {
         id: &str,
         completion: Completion,
     ) -> Result<(), EmulatorError> {
-        self.executions
-            .get_mut(arn)
-            .ok_or_else(|| EmulatorError::UnknownExecution(arn.to_owned()))?
-            .complete(id, completion)
+        self.get_mut(arn)?.complete(id, completion)
     }
 }
 
