@@ -14,10 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use checkpoint_batcher::emulator::ErrorRecord;
 use checkpoint_batcher::emulator::local::{
     EndReason, InvocationOutcome, LocalOutcome, LocalRun, PendingOperation, Progress, Waiting,
 };
-use checkpoint_batcher::emulator::{Emulator, ErrorRecord};
 use serde_json::{Value, json};
 
 use self::sandbox::{Host, Launch};
@@ -35,12 +35,11 @@ pub(crate) async fn local(args: LocalArgs) -> Result<(), CliError> {
         .function_name
         .clone()
         .unwrap_or_else(|| default_name(args.command.first().map(Path::new)));
-    let emulator = Emulator::builder()
-        .faults(args.faults.faults(args.latency_ms, args.jitter_ms))
-        .seed(args.faults.seed)
-        .start()
-        .await
-        .map_err(|e| CliError::failed(format!("could not start the emulator: {e}")))?;
+    let emulator = crate::serve::start_emulator(
+        args.faults.faults(args.latency_ms, args.jitter_ms),
+        args.faults.seed,
+    )
+    .await?;
     let timeout = Duration::from_secs(args.timeout);
     let launch = Launch {
         command: args.command.clone(),

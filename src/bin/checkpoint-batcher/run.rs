@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkpoint_batcher::RealBackend;
-use checkpoint_batcher::emulator::Emulator;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::RunArgs;
@@ -41,12 +40,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         }
         _ => {
             let faults = args.faults.faults(args.latency_ms, args.jitter_ms);
-            let emulator = Emulator::builder()
-                .faults(faults.clone())
-                .seed(args.faults.seed)
-                .start()
-                .await
-                .map_err(|e| CliError::failed(format!("could not start the emulator: {e}")))?;
+            let emulator = crate::serve::start_emulator(faults.clone(), args.faults.seed).await?;
             let (arn, token) = emulator.start_execution("checkpoint-batcher-run");
             let backend = RealBackend::with_attempt_timeout(emulator.client(), attempt_timeout);
             let target = TargetInfo::Emulator {

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use checkpoint_batcher::emulator::Emulator;
+use checkpoint_batcher::emulator::{Emulator, Faults};
 
 use crate::args::ServeArgs;
 use crate::error::CliError;
@@ -75,6 +75,21 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     emulator.shutdown().await;
     Ok(())
+}
+
+/// Starts an emulator on a free loopback port with `faults`, seeded, for the commands that
+/// run against one of their own (`run`, `tune`, `local`).
+///
+/// # Errors
+///
+/// A failed run when it cannot start.
+pub(crate) async fn start_emulator(faults: Faults, seed: u64) -> Result<Emulator, CliError> {
+    Emulator::builder()
+        .faults(faults)
+        .seed(seed)
+        .start()
+        .await
+        .map_err(|e| CliError::failed(format!("could not start the emulator: {e}")))
 }
 
 /// Waits for Ctrl-C, or SIGTERM on Unix.

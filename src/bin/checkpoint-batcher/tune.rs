@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use checkpoint_batcher::emulator::Emulator;
 use checkpoint_batcher::{BatcherConfig, RealBackend};
 use serde_json::{Value, json};
 
@@ -62,12 +61,7 @@ pub(crate) async fn tune(args: TuneArgs) -> Result<(), CliError> {
 
     let mut points = Vec::with_capacity(configs.len());
     for config in configs {
-        let emulator = Emulator::builder()
-            .faults(faults.clone())
-            .seed(args.faults.seed)
-            .start()
-            .await
-            .map_err(|e| CliError::failed(format!("could not start the emulator: {e}")))?;
+        let emulator = crate::serve::start_emulator(faults.clone(), args.faults.seed).await?;
         let (arn, token) = emulator.start_execution("checkpoint-batcher-tune");
         let backend =
             RealBackend::with_attempt_timeout(emulator.client(), config.retry.attempt_timeout);
