@@ -51,6 +51,7 @@ use super::execution::Completion;
 use super::operation::now_secs;
 use super::rules::{OpType, Status};
 use super::{Emulator, EmulatorError, ErrorRecord, ExecutionSnapshot};
+use crate::redact::{Redacted, Withheld};
 
 /// Default of [`LocalRun::max_invocations`].
 pub const DEFAULT_MAX_INVOCATIONS: u32 = 20;
@@ -85,7 +86,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a LocalRun does nothing until `run` is awaited"]
 pub struct LocalRun {
     input: String,
@@ -531,8 +532,9 @@ impl PendingOperation {
     }
 }
 
-/// What a [`PendingOperation`] waits for.
-#[derive(Clone, Debug, PartialEq)]
+/// What a [`PendingOperation`] waits for. `Debug` shows a callback's Id redacted: whoever
+/// holds it can answer the callback.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Waiting {
     /// A timer: a WAIT's scheduled end or a STEP's next attempt, in epoch seconds.
@@ -587,8 +589,9 @@ pub struct InvocationRecord {
     pub outcome: InvocationOutcome,
 }
 
-/// How one invocation ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How one invocation ended. `Debug` shows an error's text as its length, `Display` the
+/// [`label`](Self::label) only; [`detail`](Self::detail) gives the text.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvocationOutcome {
     /// It answered `SUCCEEDED`, and the emulator accepted the answer.
@@ -622,14 +625,23 @@ impl InvocationOutcome {
             Self::TimedOut => "timed out",
         }
     }
+
+    /// The error's text, or why the output was refused: what a person running the handler
+    /// reads, which neither `Display` nor `Debug` shows (it may quote the handler's data).
+    #[must_use]
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Error(why) | Self::InvalidOutput(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
+/// The [`label`](InvocationOutcome::label); [`detail`](InvocationOutcome::detail) has the
+/// error's text.
 impl fmt::Display for InvocationOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Error(why) | Self::InvalidOutput(why) => write!(f, "{}: {why}", self.label()),
-            _ => f.write_str(self.label()),
-        }
+        f.write_str(self.label())
     }
 }
 
@@ -646,8 +658,9 @@ pub enum EndReason {
     Blocked(Vec<PendingOperation>),
 }
 
-/// The end of a [`LocalRun`]: what the emulator holds, and every invocation.
-#[derive(Clone, Debug)]
+/// The end of a [`LocalRun`]: what the emulator holds, and every invocation. `Debug` shows
+/// the result as its length, as the emulator's own types do.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct LocalOutcome {
     /// The EXECUTION operation's status as the emulator holds it once the execution completed
@@ -693,5 +706,69 @@ impl LocalOutcome {
             .iter()
             .position(|i| i.outcome == InvocationOutcome::Crashed)
             .is_some_and(|crashed| crashed + 1 < self.invocations.len())
+    }
+}
+
+// Payloads (the input, results, errors' text) as their length and callback Ids redacted, as
+// every type of the emulator formats them (`crate::redact`).
+
+impl fmt::Debug for LocalRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalRun")
+            .field("input", &Withheld(&self.input))
+            .field("name", &self.name)
+            .field("skip_waits", &self.skip_waits)
+            .field(
+                "callback_result",
+                &self.callback_result.as_deref().map(Withheld),
+            )
+            .field("wait_for_callbacks", &self.wait_for_callbacks)
+            .field("max_invocations", &self.max_invocations)
+            .field("timeout", &self.timeout)
+            .field("crash_after_updates", &self.crash_after_updates)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timer { due } => f.debug_struct("Timer").field("due", due).finish(),
+            Self::Callback { callback_id } => f
+                .debug_struct("Callback")
+                .field("callback_id", &callback_id.as_deref().map(Redacted))
+                .finish(),
+            Self::Other => f.write_str("Other"),
+        }
+    }
+}
+
+impl fmt::Debug for InvocationOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Error(text) => f.debug_tuple("Error").field(&Withheld(text)).finish(),
+            Self::InvalidOutput(why) => f
+                .debug_tuple("InvalidOutput")
+                .field(&Withheld(why))
+                .finish(),
+            Self::Succeeded => f.write_str("Succeeded"),
+            Self::Failed => f.write_str("Failed"),
+            Self::Pending => f.write_str("Pending"),
+            Self::Crashed => f.write_str("Crashed"),
+            Self::TimedOut => f.write_str("TimedOut"),
+        }
+    }
+}
+
+impl fmt::Debug for LocalOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalOutcome")
+            .field("status", &self.status)
+            .field("result", &self.result.as_deref().map(Withheld))
+            .field("error", &self.error)
+            .field("end", &self.end)
+            .field("invocations", &self.invocations)
+            .field("execution", &self.execution)
+            .finish()
     }
 }

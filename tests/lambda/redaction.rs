@@ -153,3 +153,97 @@ async fn errors_about_malformed_json_do_not_quote_its_values() {
         "an error's text never shows: {shown}"
     );
 }
+
+/// The local run's types: neither the input, nor the answer given to a callback, the result, a
+/// handler's error text or a callback's Id appears in their `Debug`.
+#[tokio::test(flavor = "current_thread")]
+async fn no_local_run_type_shows_a_payload_or_a_callback_id() {
+    use checkpoint_batcher::emulator::local::{LocalRun, Progress, Waiting};
+
+    let emulator = Emulator::builder().start().await.unwrap();
+    let backend = std::sync::Arc::new(RealBackend::new(emulator.client()));
+    let run = LocalRun::new(json!({"secret": INPUT}))
+        .callback_result(format!("\"{WAIT_RESULT}\""))
+        .max_invocations(4);
+    let mut calls = 0;
+    let mut progress = Vec::new();
+    let mut callback_ids = Vec::new();
+    let outcome = run
+        .run_observed(
+            &emulator,
+            |event| {
+                calls += 1;
+                let call = calls;
+                let backend = backend.clone();
+                async move {
+                    match call {
+                        // Lambda retries an invocation that answers an error.
+                        1 => Err(ERROR_TEXT.to_owned()),
+                        // Waits on a callback, which the run answers.
+                        2 => {
+                            let event = InvocationEvent::from_value(event).unwrap();
+                            let callback = OperationUpdate::builder()
+                                .id("cb")
+                                .r#type(OperationType::Callback)
+                                .action(OperationAction::Start)
+                                .build()
+                                .unwrap();
+                            backend
+                                .checkpoint(
+                                    event.arn(),
+                                    event.checkpoint_token(),
+                                    vec![callback],
+                                    Some("callback"),
+                                )
+                                .await
+                                .unwrap();
+                            Ok(json!({"Status": "PENDING"}))
+                        }
+                        _ => Ok(json!({"Status": "SUCCEEDED", "Result": format!("\"{RESULT}\"")})),
+                    }
+                }
+            },
+            |step: &Progress| {
+                if let Progress::Completed(op) = step
+                    && let Waiting::Callback {
+                        callback_id: Some(id),
+                    } = &op.kind
+                {
+                    callback_ids.push(id.clone());
+                }
+                progress.push(format!("{step:?}"));
+            },
+        )
+        .await
+        .unwrap();
+    assert!(outcome.succeeded(), "{:?}", outcome.invocations);
+    assert_eq!(
+        callback_ids.len(),
+        1,
+        "the callback was answered by the run"
+    );
+    let mut secrets = vec![
+        INPUT.to_owned(),
+        RESULT.to_owned(),
+        ERROR_TEXT.to_owned(),
+        WAIT_RESULT.to_owned(),
+    ];
+    secrets.extend(callback_ids);
+    assert_clean("LocalRun", &format!("{run:?}"), &secrets);
+    assert_clean("LocalOutcome", &format!("{outcome:?}"), &secrets);
+    for step in &progress {
+        assert_clean("Progress", step, &secrets);
+    }
+    let failed = &outcome.invocations[0].outcome;
+    assert_clean("InvocationOutcome (Display)", &failed.to_string(), &secrets);
+    assert!(
+        format!("{failed:?}").contains("bytes›"),
+        "an error's text is shown as its length"
+    );
+    assert_eq!(
+        failed.detail(),
+        Some(ERROR_TEXT),
+        "the text is there for whoever asks for it"
+    );
+    emulator.shutdown().await;
+}

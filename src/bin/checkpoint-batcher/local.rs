@@ -190,7 +190,10 @@ fn progress_line(progress: &Progress, kill_after: Option<u64>, endpoint: &str) -
                     | InvocationOutcome::Pending,
                     _,
                 ) => format!("answered {}", record.outcome.label()),
-                (outcome, _) => outcome.to_string(),
+                (outcome, _) => match outcome.detail() {
+                    Some(detail) => format!("{}: {detail}", outcome.label()),
+                    None => outcome.label().to_owned(),
+                },
             };
             format!(
                 "invocation {}: {:.0?}, {} updates applied, {} requests, {outcome}",
@@ -327,10 +330,7 @@ fn to_json(outcome: &LocalOutcome, processes: u32) -> Value {
             "updates_applied": i.updates_applied,
             "requests": i.requests,
             "outcome": i.outcome.label(),
-            "detail": match &i.outcome {
-                InvocationOutcome::Error(why) | InvocationOutcome::InvalidOutput(why) => Some(why),
-                _ => None,
-            },
+            "detail": i.outcome.detail(),
         })).collect::<Vec<_>>(),
         "execution": {
             "arn": held.arn,
