@@ -70,7 +70,7 @@ fn arb_spec() -> impl Strategy<Value = Spec> {
 
 /// The update in the SDK's form (what the batcher queues) and the wire form (what the
 /// emulator validates), carrying what each action needs to be well formed.
-fn build(spec: &Spec) -> (SdkUpdate, WireUpdate) {
+fn build(spec: &Spec) -> (SdkUpdate, WireUpdate<'static>) {
     let id = IDS.get(spec.id).copied().unwrap_or("a");
     let parent = spec
         .parent
@@ -82,16 +82,16 @@ fn build(spec: &Spec) -> (SdkUpdate, WireUpdate) {
         .action(OperationAction::from(spec.action.as_str()))
         .set_parent_id(parent.clone());
     let mut wire = WireUpdate {
-        id: Some(id.to_owned()),
-        op_type: Some(spec.op_type.as_str().to_owned()),
-        action: Some(spec.action.as_str().to_owned()),
-        parent_id: parent,
+        id: Some(id.to_owned().into()),
+        op_type: Some(spec.op_type.as_str().into()),
+        action: Some(spec.action.as_str().into()),
+        parent_id: parent.map(Into::into),
         ..WireUpdate::default()
     };
     match spec.action {
         Action::Succeed => {
             sdk = sdk.payload("1");
-            wire.payload = Some("1".to_owned());
+            wire.payload = Some("1".into());
         }
         Action::Fail => {
             sdk = sdk.error(SdkError::builder().error_type("E").build());
@@ -160,9 +160,10 @@ impl Model {
         )?
         .into_iter()
         .map(|valid| {
-            let parent = operations
-                .get(valid.id)
-                .map_or(valid.update.parent_id.clone(), |held| held.2.clone());
+            let parent = operations.get(valid.id).map_or_else(
+                || valid.update.parent_id.as_deref().map(str::to_owned),
+                |held| held.2.clone(),
+            );
             (valid.id.to_owned(), valid.op_type, valid.to, parent)
         })
         .collect();
@@ -177,7 +178,7 @@ impl Model {
 #[derive(Debug)]
 struct Item {
     sdk: SdkUpdate,
-    wire: WireUpdate,
+    wire: WireUpdate<'static>,
     bytes: usize,
     unit: usize,
     /// Which kept unit it belongs to.
@@ -213,7 +214,7 @@ proptest! {
     ) {
         // What a correct handler sends: each unit accepted as a request of its own, in order.
         let mut sequential = Model::new();
-        let mut kept: Vec<Vec<(SdkUpdate, WireUpdate)>> = Vec::new();
+        let mut kept: Vec<Vec<(SdkUpdate, WireUpdate<'static>)>> = Vec::new();
         for (index, specs) in units.iter().enumerate() {
             if sequential.completed {
                 break;

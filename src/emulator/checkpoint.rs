@@ -17,16 +17,16 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 
 use super::error::ApiError;
-use super::execution::{Execution, StoredReply};
+use super::execution::{Applied, Execution, StoredReply};
 use super::faults::Roll;
 use super::operation::{Op, now_secs, secs_after};
 use super::paging::{self, Marker};
 use super::rules::{self, Action, EmulatorLimits, OpType, Status, ValidUpdate};
-use super::snapshot::AppliedUpdate;
 use super::store::Executions;
 use super::wire;
 
@@ -141,7 +141,7 @@ fn process(
     let key = request
         .client_token
         .as_ref()
-        .map(|ct| (ct.clone(), token.to_owned()));
+        .map(|ct| (ct.to_string(), token.to_owned()));
     if let Some(key) = &key
         && let Some(stored) = exec.idempotency.get(key)
     {
@@ -171,25 +171,22 @@ fn process(
     // The operations changed, in first-change order; `listed` keeps the order linear in the
     // request's size (a request may carry over 100,000 updates).
     let mut changed: Vec<usize> = Vec::new();
-    let mut listed: HashSet<usize> = HashSet::new();
+    let mut listed: HashSet<usize, foldhash::fast::RandomState> = HashSet::default();
+    let client_token: Option<Arc<str>> = request.client_token.as_deref().map(Arc::from);
     let mut callback_rng = fastrand::Rng::with_seed(callback_seed);
     for update in &valid {
         let idx = apply_update(exec, update, now, &mut callback_rng);
         if listed.insert(idx) {
             changed.push(idx);
         }
-        exec.applied.push(AppliedUpdate {
+        exec.applied.push(Applied {
             checkpoint,
             index: update.index,
             // As sent: an EXECUTION update may name an Id other than the operation it completes.
-            id: update
-                .update
-                .id
-                .clone()
-                .unwrap_or_else(|| update.id.to_owned()),
-            op_type: update.op_type.as_str().to_owned(),
-            action: update.action.as_str().to_owned(),
-            client_token: request.client_token.clone(),
+            id: update.update.id.as_deref().unwrap_or(update.id).to_owned(),
+            op_type: update.op_type,
+            action: update.action,
+            client_token: client_token.clone(),
         });
     }
     for idx in std::mem::take(&mut exec.service_changes) {
@@ -253,7 +250,7 @@ fn apply_update(
         Some(&idx) => idx,
         None => {
             let mut op = Op::new(update.id, update.op_type, now);
-            op.parent_id = wire.parent_id.clone();
+            op.parent_id = owned(wire.parent_id.as_deref());
             let idx = exec.ops.len();
             exec.ops.push(op);
             let _previous = exec.index.insert(update.id.to_owned(), idx);
@@ -264,17 +261,17 @@ fn apply_update(
         return idx;
     };
     if op.name.is_none() {
-        op.name = wire.name.clone();
+        op.name = owned(wire.name.as_deref());
     }
     if op.sub_type.is_none() {
-        op.sub_type = wire.sub_type.clone();
+        op.sub_type = owned(wire.sub_type.as_deref());
     }
     // The EXECUTION operation's payload is the execution's input: its result goes to `result`.
     if wire.payload.is_some() && update.op_type != OpType::Execution {
-        op.payload = wire.payload.clone();
+        op.payload = owned(wire.payload.as_deref());
     }
     op.status = update.to;
-    op.history.push(update.action.as_str().to_owned());
+    op.history.push(update.action.as_str().into());
     match update.action {
         Action::Start => {
             op.attempt = op.attempt.saturating_add(1);
@@ -290,7 +287,7 @@ fn apply_update(
                             // request that starts it (see `rules::waits`).
                             op.end_ts = Some(now);
                             op.history
-                                .push(format!("service:{}", Status::Succeeded.as_str()));
+                                .push(format!("service:{}", Status::Succeeded.as_str()).into());
                         }
                     }
                     OpType::Callback => {
@@ -308,7 +305,7 @@ fn apply_update(
         }
         Action::Succeed => {
             op.end_ts = Some(now);
-            op.result = wire.payload.clone();
+            op.result = owned(wire.payload.as_deref());
         }
         Action::Fail => {
             op.end_ts = Some(now);
@@ -329,9 +326,14 @@ fn apply_update(
     idx
 }
 
+/// What the operation keeps of a string the request lent it.
+fn owned(value: Option<&str>) -> Option<String> {
+    value.map(str::to_owned)
+}
+
 /// Parses a checkpoint body straight into its typed shape: one pass, no intermediate
 /// `serde_json::Value` (which cost a tree of maps and a copy of every string per update).
-fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest, ApiError> {
+fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest<'_>, ApiError> {
     // Serde would also take a JSON array for a struct (as its fields in order): refuse
     // anything but an object up front, with the message a reader expects.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
@@ -352,7 +354,7 @@ fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest, ApiError> {
 
 /// Identifies a request's `Updates` as parsed (members the emulator does not know are not
 /// part of it), to tell a retry from a different request.
-fn fingerprint(updates: Option<&[wire::OperationUpdate]>) -> u64 {
+fn fingerprint(updates: Option<&[wire::OperationUpdate<'_>]>) -> u64 {
     // Fixed, not random: the fingerprint is stored and compared across calls.
     foldhash::quality::FixedState::default().hash_one(updates)
 }
@@ -365,11 +367,15 @@ fn bad_body(what: &str, err: &serde_json::Error) -> ApiError {
 mod tests {
     use super::*;
 
-    fn update(id: &str, name: Option<&str>, payload: Option<&str>) -> wire::OperationUpdate {
+    fn update(
+        id: &str,
+        name: Option<&str>,
+        payload: Option<&str>,
+    ) -> wire::OperationUpdate<'static> {
         wire::OperationUpdate {
-            id: Some(id.to_owned()),
-            name: name.map(str::to_owned),
-            payload: payload.map(str::to_owned),
+            id: Some(id.to_owned().into()),
+            name: name.map(|name| name.to_owned().into()),
+            payload: payload.map(|payload| payload.to_owned().into()),
             ..wire::OperationUpdate::default()
         }
     }

@@ -20,13 +20,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 
 use super::error::{ApiError, EmulatorError};
 use super::operation::{Op, now_secs, secs_to_millis};
 use super::paging::{self, Marker};
-use super::rules::{OpType, OpView, Status};
+use super::rules::{Action, OpType, OpView, Status};
 use super::snapshot::{AppliedUpdate, ExecutionSnapshot};
 use super::wire;
 use crate::redact::{Redacted, Withheld};
@@ -88,6 +89,31 @@ pub(super) struct StoredReply {
     pub(super) body: Bytes,
 }
 
+/// One applied update as the execution keeps it: its type and action as enums, and its
+/// request's client token shared by every update of the request, so that the log costs one
+/// allocation per update (the Id). [`AppliedUpdate`] is how a snapshot shows it.
+pub(super) struct Applied {
+    pub(super) checkpoint: u64,
+    pub(super) index: usize,
+    pub(super) id: String,
+    pub(super) op_type: OpType,
+    pub(super) action: Action,
+    pub(super) client_token: Option<Arc<str>>,
+}
+
+impl Applied {
+    fn record(&self) -> AppliedUpdate {
+        AppliedUpdate {
+            checkpoint: self.checkpoint,
+            index: self.index,
+            id: self.id.clone(),
+            op_type: self.op_type.as_str().to_owned(),
+            action: self.action.as_str().to_owned(),
+            client_token: self.client_token.as_deref().map(str::to_owned),
+        }
+    }
+}
+
 /// A map keyed by operation Id. Its fast hash does not resist crafted collisions, which would
 /// only slow down the emulator that the client itself drives, on a test machine.
 pub(super) type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
@@ -102,7 +128,7 @@ pub(super) struct Execution {
     pub(super) completed: bool,
     pub(super) ops: Vec<Op>,
     pub(super) index: IdMap<usize>,
-    pub(super) applied: Vec<AppliedUpdate>,
+    pub(super) applied: Vec<Applied>,
     pub(super) checkpoint_calls: u64,
     pub(super) applied_checkpoints: u64,
     pub(super) replayed: u64,
@@ -211,7 +237,7 @@ impl Execution {
             state_calls: self.state_calls,
             request_body_sizes: self.request_body_sizes.clone(),
             operations: self.ops.iter().map(Op::record).collect(),
-            applied: self.applied.clone(),
+            applied: self.applied.iter().map(Applied::record).collect(),
         }
     }
 
@@ -260,7 +286,7 @@ impl Execution {
         {
             op.status = Status::Stopped;
             op.end_ts = Some(now);
-            op.history.push("service:STOPPED".to_owned());
+            op.history.push("service:STOPPED".into());
         }
         self.completed = true;
         self.current_token = None;
@@ -323,7 +349,8 @@ impl Execution {
         // The input stays: the EXECUTION operation's payload is what the execution started with.
         op.result = result;
         op.error = error;
-        op.history.push(format!("invocation:{}", status.as_str()));
+        op.history
+            .push(format!("invocation:{}", status.as_str()).into());
         self.completed = true;
         self.current_token = None;
         Ok(())
@@ -371,7 +398,8 @@ impl Execution {
         if op.status.is_finished() {
             op.end_ts = Some(now);
         }
-        op.history.push(format!("service:{}", op.status.as_str()));
+        op.history
+            .push(format!("service:{}", op.status.as_str()).into());
         self.service_changes.push(idx);
         Ok(())
     }

@@ -32,7 +32,9 @@ pub(super) struct Op {
     pub(super) status: Status,
     pub(super) start_ts: f64,
     pub(super) end_ts: Option<f64>,
-    pub(super) history: Vec<String>,
+    /// An action's name, or a service's or an invocation's change: mostly static names, so
+    /// that recording one allocates nothing.
+    pub(super) history: Vec<Cow<'static, str>>,
     pub(super) payload: Option<String>,
     pub(super) result: Option<String>,
     pub(super) error: Option<wire::ErrorObject>,
@@ -148,7 +150,7 @@ impl Op {
             sub_type: self.sub_type.clone(),
             op_type: self.op_type.as_str().to_owned(),
             status: self.status.as_str().to_owned(),
-            history: self.history.clone(),
+            history: self.history.iter().map(|entry| entry.to_string()).collect(),
             payload: self.payload.clone(),
             result: self.result.clone(),
             error: self.error.as_ref().map(|e| ErrorRecord {

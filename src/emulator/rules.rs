@@ -306,7 +306,7 @@ pub(crate) struct ValidUpdate<'a> {
     /// Status before this update (`None`: this update creates the operation).
     pub(crate) from: Option<Status>,
     pub(crate) to: Status,
-    pub(crate) update: &'a OperationUpdate,
+    pub(crate) update: &'a OperationUpdate<'a>,
 }
 
 /// Whether `s` is a valid `Id`/`ParentId`: 1–64 chars of `[a-zA-Z0-9_-]`.
@@ -457,7 +457,7 @@ struct Seen<'v> {
 ///
 /// The first rule broken, in update order.
 pub(crate) fn validate<'a, 'e, F>(
-    updates: &'a [OperationUpdate],
+    updates: &'a [OperationUpdate<'a>],
     client_token: Option<&str>,
     existing: F,
     execution_op_id: &'a str,
@@ -489,7 +489,7 @@ where
         ));
     }
 
-    let mut seen: HashMap<&'a str, Seen> = HashMap::new();
+    let mut seen: HashMap<&'a str, Seen, foldhash::fast::RandomState> = HashMap::default();
     let mut out = Vec::with_capacity(updates.len());
     let mut execution_seen = false;
     let last = updates.len().saturating_sub(1);
@@ -498,7 +498,7 @@ where
         let fail = |rule: Rule, detail: String| RuleViolation {
             rule,
             index: Some(index),
-            id: update.id.clone(),
+            id: update.id.as_deref().map(str::to_owned),
             detail,
         };
         let id = update
@@ -716,16 +716,16 @@ where
 mod tests {
     use super::*;
 
-    fn upd(id: &str, ty: &str, action: &str) -> OperationUpdate {
+    fn upd(id: &str, ty: &str, action: &str) -> OperationUpdate<'static> {
         OperationUpdate {
-            id: Some(id.to_owned()),
-            op_type: Some(ty.to_owned()),
-            action: Some(action.to_owned()),
+            id: Some(id.to_owned().into()),
+            op_type: Some(ty.to_owned().into()),
+            action: Some(action.to_owned().into()),
             ..OperationUpdate::default()
         }
     }
 
-    fn retry(id: &str, delay: i64) -> OperationUpdate {
+    fn retry(id: &str, delay: i64) -> OperationUpdate<'static> {
         OperationUpdate {
             step_options: Some(super::super::wire::StepOptions {
                 next_attempt_delay_seconds: Some(delay),
@@ -734,13 +734,13 @@ mod tests {
         }
     }
 
-    fn run(updates: &[OperationUpdate]) -> Result<Vec<ValidUpdate<'_>>, RuleViolation> {
+    fn run<'a>(updates: &'a [OperationUpdate<'a>]) -> Result<Vec<ValidUpdate<'a>>, RuleViolation> {
         validate(updates, None, |_| None, "exec", &EmulatorLimits::default())
     }
 
     /// Validates `updates` against one stored, STARTED operation of `op_type` named `held`.
     fn run_on<'a>(
-        updates: &'a [OperationUpdate],
+        updates: &'a [OperationUpdate<'a>],
         held: &OpView<'static>,
     ) -> Result<Vec<ValidUpdate<'a>>, RuleViolation> {
         let held = *held;
@@ -793,7 +793,7 @@ mod tests {
             let mut succeed = upd("a", ty, "SUCCEED");
             succeed.error = Some(super::super::wire::ErrorObject::default());
             let mut fail = upd("a", ty, "FAIL");
-            fail.payload = Some(String::new());
+            fail.payload = Some("".into());
             for (update, field) in [(succeed, "Error"), (fail, "Payload")] {
                 let ups = [upd("a", ty, "START"), update];
                 let err = run(&ups).unwrap_err();
@@ -857,7 +857,7 @@ mod tests {
             "members left out are not compared"
         );
         let mut same = upd("a", "STEP", "SUCCEED");
-        same.name = Some("n".to_owned());
+        same.name = Some("n".into());
         assert!(
             run_on(std::slice::from_ref(&same), &held).is_ok(),
             "the same Name"
@@ -874,7 +874,7 @@ mod tests {
                 "Name" => &mut update.name,
                 _ => &mut update.sub_type,
             };
-            *slot = Some(value.to_owned());
+            *slot = Some(value.to_owned().into());
             let err = run_on(std::slice::from_ref(&update), &held).unwrap_err();
             assert_eq!(err.rule, Rule::Inconsistent, "{field}");
             let msg = err.to_string();
@@ -885,9 +885,9 @@ mod tests {
     #[test]
     fn metadata_is_compared_with_a_start_earlier_in_the_request() {
         let mut start = upd("a", "STEP", "START");
-        start.name = Some("n".to_owned());
+        start.name = Some("n".into());
         let mut succeed = upd("a", "STEP", "SUCCEED");
-        succeed.name = Some("m".to_owned());
+        succeed.name = Some("m".into());
         let err = run(&[start, succeed]).unwrap_err();
         assert_eq!((err.rule, err.index), (Rule::Inconsistent, Some(1)));
     }
@@ -912,7 +912,7 @@ mod tests {
     fn an_execution_update_completes_the_execution_whatever_id_it_names() {
         for id in ["exec", "execution-result-1700000000000", "a1b2c3d4e5f6"] {
             let mut update = upd(id, "EXECUTION", "SUCCEED");
-            update.payload = Some("\"big result\"".to_owned());
+            update.payload = Some("\"big result\"".into());
             let ups = [update];
             let started = |op: &str| {
                 (op == "exec").then_some(OpView::bare(OpType::Execution, Status::Started))
@@ -958,7 +958,7 @@ mod tests {
     #[test]
     fn a_parent_started_earlier_in_the_request_is_accepted() {
         let mut child = upd("c", "STEP", "START");
-        child.parent_id = Some("ctx".to_owned());
+        child.parent_id = Some("ctx".into());
         let ups = [upd("ctx", "CONTEXT", "START"), child];
         assert!(run(&ups).is_ok(), "rule 4: parent started earlier is fine");
     }
@@ -966,7 +966,7 @@ mod tests {
     #[test]
     fn a_parent_started_later_in_the_request_is_refused() {
         let mut child = upd("c", "STEP", "START");
-        child.parent_id = Some("ctx".to_owned());
+        child.parent_id = Some("ctx".into());
         let ups = [child, upd("ctx", "CONTEXT", "START")];
         let err = run(&ups).unwrap_err();
         assert_eq!((err.rule, err.index), (Rule::Parent, Some(0)));

@@ -9,6 +9,12 @@
 //! that a missing `Id` or `Type` reaches [`super::rules`] and is reported with the
 //! index of the update that lacks it instead of as an anonymous parse failure.
 //! Unknown members are ignored, as the SDK itself ignores unknown response members.
+//!
+//! A request's strings borrow from its body where JSON escapes none of their characters
+//! (nearly always): parsing then allocates for the lists alone, and what the emulator keeps is
+//! copied once, into its operations.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,28 +23,48 @@ pub(crate) use crate::wire::{
     StepDetails, WaitDetails,
 };
 
+/// Reads an optional string in place when JSON escapes none of its characters. (serde reads
+/// `Option<Cow<str>>` itself as an owned copy: it lends only a bare `Cow<str>`.)
+fn lent<'de: 'a, 'a, D>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Lent<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Lent<'a>>::deserialize(deserializer)?.map(|Lent(value)| value))
+}
+
 /// Body of `POST .../checkpoint`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct CheckpointRequest {
-    pub(crate) checkpoint_token: Option<String>,
-    pub(crate) client_token: Option<String>,
-    pub(crate) updates: Option<Vec<OperationUpdate>>,
+pub(crate) struct CheckpointRequest<'a> {
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) checkpoint_token: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) client_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(crate) updates: Option<Vec<OperationUpdate<'a>>>,
 }
 
 /// One `OperationUpdate` as sent by the SDK. `Hash` fingerprints a request's updates (see
 /// `checkpoint::fingerprint`).
 #[derive(Debug, Clone, Default, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct OperationUpdate {
-    pub(crate) id: Option<String>,
-    pub(crate) parent_id: Option<String>,
-    pub(crate) name: Option<String>,
-    #[serde(rename = "Type")]
-    pub(crate) op_type: Option<String>,
-    pub(crate) sub_type: Option<String>,
-    pub(crate) action: Option<String>,
-    pub(crate) payload: Option<String>,
+pub(crate) struct OperationUpdate<'a> {
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(rename = "Type", borrow, default, deserialize_with = "lent")]
+    pub(crate) op_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) sub_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) action: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lent")]
+    pub(crate) payload: Option<Cow<'a, str>>,
     pub(crate) error: Option<ErrorObject>,
     pub(crate) context_options: Option<ContextOptions>,
     pub(crate) step_options: Option<StepOptions>,

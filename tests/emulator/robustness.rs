@@ -332,3 +332,63 @@ fn random_requests_never_crash_the_server() {
     assert_eq!(r.status, 400);
     drop(emu);
 }
+
+#[tokio::test]
+async fn escaped_strings_are_read_as_any_json_parser_reads_them() {
+    // Most strings are read in place; one that JSON escapes is unescaped first. Both must
+    // reach the operation as the text the client meant.
+    let emu = default_emulator().await;
+    let (arn, token) = emu.start_execution("escapes");
+    let body = format!(
+        r#"{{"CheckpointToken":"{token}","ClientToken":"ct\u002d1","Updates":[
+            {{"Id":"s\u0031","Type":"STEP","Action":"START","Name":"caf\u00e9 \"au lait\""}},
+            {{"Id":"s1","Type":"STEP","Action":"SUCCEED","Payload":"{{\"k\":\"line\\nbreak\"}}"}},
+            {{"Id":"s2","Type":"STEP","Action":"START","Name":"plain"}}
+        ]}}"#
+    );
+    let r = request(
+        emu.local_addr(),
+        "POST",
+        &checkpoint_path(&arn),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let snapshot = emu.execution(&arn).unwrap();
+    let s1 = snapshot.operations.iter().find(|op| op.id == "s1").unwrap();
+    assert_eq!(s1.name.as_deref(), Some("café \"au lait\""));
+    assert_eq!(s1.result.as_deref(), Some(r#"{"k":"line\nbreak"}"#));
+    assert_eq!(s1.history, ["START", "SUCCEED"]);
+    let s2 = snapshot.operations.iter().find(|op| op.id == "s2").unwrap();
+    assert_eq!(s2.name.as_deref(), Some("plain"));
+    assert!(
+        snapshot
+            .applied
+            .iter()
+            .all(|applied| applied.client_token.as_deref() == Some("ct-1")),
+        "every update of the request records its client token"
+    );
+    assert_eq!(
+        snapshot
+            .applied
+            .iter()
+            .map(|applied| (
+                applied.id.as_str(),
+                applied.op_type.as_str(),
+                applied.action.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("s1", "STEP", "START"),
+            ("s1", "STEP", "SUCCEED"),
+            ("s2", "STEP", "START")
+        ]
+    );
+    let answered = r.json();
+    let ops = answered["NewExecutionState"]["Operations"]
+        .as_array()
+        .unwrap();
+    let s1 = ops.iter().find(|op| op["Id"] == "s1").unwrap();
+    assert_eq!(s1["StepDetails"]["Result"], r#"{"k":"line\nbreak"}"#);
+    assert_eq!(s1["Name"], "café \"au lait\"");
+}
