@@ -342,7 +342,15 @@ fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest<'_>, ApiError> 
             "malformed request body: expected a JSON object".to_owned(),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    // Checked whole, in one pass: parsing text already known to be UTF-8 spares serde_json
+    // checking each string it lends on its own.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::InvalidParameter(format!(
+            "malformed request body: invalid JSON: not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         let what = if e.is_data() {
             "wrong shape"
         } else {

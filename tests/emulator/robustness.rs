@@ -63,6 +63,13 @@ async fn malformed_requests_get_a_4xx_and_never_a_crash() {
         ),
         ("JSON array", "POST", cp.clone(), b"[1,2]".to_vec(), 400),
         (
+            "not UTF-8 inside a string",
+            "POST",
+            cp.clone(),
+            b"{\"CheckpointToken\":\"\xff\xfe\"}".to_vec(),
+            400,
+        ),
+        (
             "wrong shape",
             "POST",
             cp.clone(),
