@@ -343,14 +343,13 @@ fn parse_request(bytes: &[u8]) -> Result<wire::CheckpointRequest<'_>, ApiError> 
         ));
     }
     // Checked whole, in one pass: parsing text already known to be UTF-8 spares serde_json
-    // checking each string it lends on its own.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::InvalidParameter(format!(
-            "malformed request body: invalid JSON: not UTF-8 (at byte {})",
-            e.valid_up_to()
-        ))
-    })?;
-    serde_json::from_str(text).map_err(|e| {
+    // checking each string it lends on its own. A body that is not UTF-8 somewhere is left to
+    // serde_json to judge as it reads, as before: bytes in a member it skips do not matter.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    parsed.map_err(|e| {
         let what = if e.is_data() {
             "wrong shape"
         } else {
@@ -385,6 +384,40 @@ mod tests {
             name: name.map(|name| name.to_owned().into()),
             payload: payload.map(|payload| payload.to_owned().into()),
             ..wire::OperationUpdate::default()
+        }
+    }
+
+    #[test]
+    fn checking_utf8_first_changes_no_verdict() {
+        // The fast path (UTF-8 checked whole, then `from_str`) must judge every body as
+        // serde_json's own reading of the bytes does, a body with bytes that are not UTF-8 in a
+        // member it skips included.
+        let bodies: [&[u8]; 6] = [
+            br#"{"CheckpointToken":"t","Updates":[{"Id":"s1","Type":"STEP","Action":"START"}]}"#,
+            b"{\"CheckpointToken\":\"t\",\"Zz\":\"caf\xe9\",\"Updates\":[]}",
+            b"{\"CheckpointToken\":\"\xff\xfe\"}",
+            b"{\"CheckpointToken\":\"t\",\"Updates\":[{\"Id\":\"s1\",\"Zz\":{\"a\":[\"\xc0\xaf\"]}}]}",
+            br#"{"CheckpointToken":"t","Updates":[{"Id":5}]}"#,
+            br#"{"CheckpointToken":"caf\u00e9 \"x\"","Updates":[]}"#,
+        ];
+        for body in bodies {
+            let fast = parse_request(body).map(|r| format!("{r:?}"));
+            let reference = serde_json::from_slice::<wire::CheckpointRequest<'_>>(body)
+                .map(|r| format!("{r:?}"))
+                .map_err(|e| e.to_string());
+            match (fast, reference) {
+                (Ok(fast), Ok(reference)) => assert_eq!(fast, reference),
+                (Err(fast), Err(reference)) => {
+                    assert!(
+                        fast.to_string().ends_with(&reference),
+                        "{fast} must report serde_json's {reference}"
+                    );
+                }
+                (fast, reference) => panic!(
+                    "{:?}: {fast:?} where serde_json reads {reference:?}",
+                    String::from_utf8_lossy(body)
+                ),
+            }
         }
     }
 

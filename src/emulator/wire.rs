@@ -11,8 +11,9 @@
 //! Unknown members are ignored, as the SDK itself ignores unknown response members.
 //!
 //! A request's strings borrow from its body where JSON escapes none of their characters
-//! (nearly always): parsing then allocates for the lists alone, and what the emulator keeps is
-//! copied once, into its operations.
+//! (nearly always): parsing then allocates for the lists and the rarer members that stay owned
+//! (an error, a chained invoke's function name), and what the emulator keeps is copied once,
+//! into its operations.
 
 use std::borrow::Cow;
 
